@@ -1,0 +1,166 @@
+"""Run VNN-COMP benchmark folders through ``planecut verify`` and report per benchmark.
+
+Each instance runs as its own ``planecut verify`` process (exactly what a user runs), so the
+figures include start-up: Python, imports, parsing and model loading. For each benchmark the
+report gives proven (unsat) / falsified (sat) / unknown / timeout / error counts, the median and
+total wall time, the median start-up, and every contradiction with a definite answer in
+``expected.csv`` (a release-blocking bug; the script then exits with status 1).
+
+    python -m planecut.benchmarks.run_suite ../shared/benchmarks --timeout 30 --limit 5
+
+A benchmark folder holds ``instances.csv`` (``onnx,vnnlib,timeout``, no header) and optionally
+``expected.csv``; ROOT may be such a folder or any folder above some.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class InstanceRun:
+    benchmark: str
+    onnx: str
+    vnnlib: str
+    verdict: str
+    expected: str
+    wall_s: float
+    startup_s: float
+    message: str = ""
+
+    @property
+    def wrong(self) -> bool:
+        return self.verdict in ("sat", "unsat") and self.expected in ("sat", "unsat") \
+            and self.verdict != self.expected
+
+
+def find_benchmarks(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("instances.csv"))
+
+
+def read_instances(bench: Path) -> list[tuple[str, str, float]]:
+    rows = []
+    with open(bench / "instances.csv", newline="") as fh:
+        for row in csv.reader(fh):
+            if len(row) >= 3 and row[0].strip():
+                rows.append((row[0].strip(), row[1].strip(), float(row[2])))
+    return rows
+
+
+def read_expected(bench: Path) -> dict[tuple[str, str], str]:
+    path = bench / "expected.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {(r["onnx"], r["vnnlib"]): r["expected"] for r in csv.DictReader(fh)}
+
+
+def select(rows: list, limit: int | None) -> list:
+    """An evenly spread slice of ``limit`` instances (the whole list without a limit)."""
+    if not limit or limit >= len(rows):
+        return rows
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]
+
+
+def run_instance(bench: Path, onnx: str, vnnlib: str, timeout: float, extra: list[str]
+                 ) -> tuple[str, float, float, str]:
+    """Run one instance as a subprocess; returns (verdict, wall, start-up, message)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result, stats = Path(tmp, "result.txt"), Path(tmp, "stats.json")
+        cmd = [sys.executable, "-m", "planecut", "verify", str(bench / onnx),
+               str(bench / vnnlib), "--timeout", str(timeout), "--result-file", str(result),
+               "--stats", str(stats), "--quiet", *extra]
+        t = time.monotonic()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+            err = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        except subprocess.TimeoutExpired:
+            return "hung", time.monotonic() - t, float("nan"), "no answer within timeout + 30 s"
+        wall = time.monotonic() - t
+        verdict = result.read_text().split("\n", 1)[0].strip() if result.exists() else "none"
+        startup = float("nan")
+        if stats.exists():
+            data = json.loads(stats.read_text())
+            tm = data.get("timings", {})
+            # process start to model loaded: everything before the first attack/bound step
+            after_load = data["seconds"] - sum(tm.get(k, 0.0) for k in ("parse", "import", "load"))
+            startup = wall - after_load
+        return verdict, wall, startup, err
+
+
+def summarise(runs: list[InstanceRun]) -> str:
+    lines = [f"{'benchmark':<28} {'n':>4} {'unsat':>5} {'sat':>4} {'unkn':>5} {'t/o':>4} "
+             f"{'err':>4} {'WRONG':>5} {'med s':>6} {'tot s':>7} {'startup':>7}"]
+    by: dict[str, list[InstanceRun]] = {}
+    for r in runs:
+        by.setdefault(r.benchmark, []).append(r)
+    for name, rs in by.items():
+        c = lambda v: sum(r.verdict == v for r in rs)  # noqa: E731
+        walls = [r.wall_s for r in rs]
+        ups = [r.startup_s for r in rs if r.startup_s == r.startup_s]
+        lines.append(f"{name:<28} {len(rs):>4} {c('unsat'):>5} {c('sat'):>4} {c('unknown'):>5} "
+                     f"{c('timeout'):>4} {sum(r.verdict in ('error', 'none', 'hung') for r in rs):>4} "
+                     f"{sum(r.wrong for r in rs):>5} {statistics.median(walls):>6.2f} "
+                     f"{sum(walls):>7.1f} {statistics.median(ups) if ups else float('nan'):>7.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", type=Path, help="a benchmark folder or a folder above several")
+    ap.add_argument("--timeout", type=float, help="seconds per instance (default: the "
+                    "instance's own timeout from instances.csv)")
+    ap.add_argument("--limit", type=int, help="run an evenly spread slice of N instances "
+                    "per benchmark")
+    ap.add_argument("--benchmarks", nargs="*", help="only benchmarks whose folder name is "
+                    "listed")
+    ap.add_argument("--csv", type=Path, help="write per-instance rows to this CSV")
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args(argv)
+    extra = ["--device", args.device] if args.device else []
+    runs: list[InstanceRun] = []
+    benches = [b for b in find_benchmarks(args.root)
+               if not args.benchmarks or b.name in args.benchmarks]
+    if not benches:
+        print(f"no instances.csv under {args.root}", file=sys.stderr)
+        return 2
+    for bench in benches:
+        expected = read_expected(bench)
+        name = f"{bench.parent.name}/{bench.name}"
+        for onnx, vnnlib, t_inst in select(read_instances(bench), args.limit):
+            timeout = args.timeout or t_inst
+            verdict, wall, up, msg = run_instance(bench, onnx, vnnlib, timeout, extra)
+            run = InstanceRun(name, onnx, vnnlib, verdict, expected.get((onnx, vnnlib), ""),
+                              wall, up, msg if verdict in ("error", "none", "hung") else "")
+            runs.append(run)
+            flag = "  <-- CONTRADICTS expected.csv" if run.wrong else ""
+            print(f"{name} {onnx} {vnnlib}: {verdict} ({wall:.2f}s, start-up {up:.2f}s)"
+                  f"{' ' + run.message if run.message else ''}{flag}", file=sys.stderr,
+                  flush=True)
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(asdict(runs[0]).keys()))
+            w.writeheader()
+            w.writerows(asdict(r) for r in runs)
+    print(summarise(runs))
+    wrong = [r for r in runs if r.wrong]
+    for r in wrong:
+        print(f"WRONG: {r.benchmark} {r.onnx} {r.vnnlib}: {r.verdict}, expected {r.expected}")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,51 @@
+import numpy as np
+import torch
+
+from planecut.verifier.spec_tensors import SpecTensors
+from planecut.vnnlib.spec import Disjunct, InputRegion, Spec
+
+
+def _spec():
+    # region 0: two disjuncts (y0 <= y1) or (y2 <= 0 and y0 <= 1); region 1: one empty disjunct
+    d0 = Disjunct(np.array([[1.0, -1.0, 0.0]]), np.array([0.0]))
+    d1 = Disjunct(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), np.array([0.0, 1.0]))
+    empty = Disjunct(np.zeros((0, 3)), np.zeros(0))
+    r0 = InputRegion(np.zeros(2), np.ones(2), (d0, d1))
+    r1 = InputRegion(np.full(2, 2.0), np.full(2, 3.0), (empty,))
+    return Spec(regions=(r0, r1), num_inputs=2, num_outputs=3)
+
+
+def test_layout_and_margins_match_spec_semantics():
+    spec = _spec()
+    st = SpecTensors.from_spec(spec, dtype=torch.float64)
+    assert st.C.shape == (2, 3, 3) and st.num_disjuncts == 2
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        y = rng.normal(size=3)
+        m = st.margin(torch.tensor(np.stack([y, y])))
+        x0 = np.full(2, 0.5)
+        assert (float(m[0]) <= 0) == spec.is_violated_by(x0, y)
+        assert float(m[1]) == float("-inf")  # empty conjunction: always violated
+
+
+def test_proven_disjuncts_needs_one_row_above_threshold():
+    st = SpecTensors.from_spec(_spec(), regions=[0], dtype=torch.float64)
+    # rows: [d0 row, d1 row a, d1 row b]; thresholds d = [0, 0, 1]
+    lb = torch.tensor([[0.1, -5.0, 1.5]])
+    assert st.proven_disjuncts(lb).tolist() == [[True, True]]
+    lb = torch.tensor([[0.0, -5.0, 0.9]])  # 0 is not > 0: not proven
+    assert st.proven_disjuncts(lb).tolist() == [[False, False]]
+
+
+def test_padding_disjunct_slots_never_block_or_violate():
+    spec = _spec()
+    st = SpecTensors.from_spec(spec, dtype=torch.float64)
+    lb = torch.full((2, 3), 10.0)
+    proven = st.proven_disjuncts(lb)
+    assert proven[0].all()
+    assert proven[1].tolist() == [False, True]  # empty disjunct unprovable, pad slot ignored
+
+
+def test_repeat_keeps_region_index():
+    st = SpecTensors.from_spec(_spec()).repeat(3)
+    assert st.region_index.tolist() == [0, 0, 0, 1, 1, 1]

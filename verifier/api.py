@@ -1,0 +1,269 @@
+"""The public Python API: ``verify`` one (model, property) pair within a time limit.
+
+The driver reads top to bottom (attack, incomplete bounds, a last attack) and is the one place
+that turns the parts' outcomes into a verdict, so the soundness rules live here:
+
+* ``sat`` only with a counterexample that onnxruntime confirms on the original ONNX file;
+* ``unsat`` only when, for every input region, every disjunct has a row whose lower bound is
+  strictly above its threshold;
+* bad input is ``error`` with a one-line cause; running out of time is ``timeout``.
+
+Heavy modules (torch, onnx, onnxruntime) are imported inside functions so that ``planecut
+--help`` and argument errors stay instant.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from planecut.errors import DeadlineExceeded, PlanecutError, check_deadline
+from planecut.verifier.config import VerifierConfig
+from planecut.verifier.result import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from planecut.verifier.graph.ir import Graph
+    from planecut.vnnlib.spec import Spec
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def resolve_device(name: str) -> "torch.device":
+    """``auto`` picks CUDA when present; asking for CUDA without it is a config error."""
+    import torch
+
+    from planecut.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def verify(model_path: str | Path, spec_path: str | Path, timeout: float = 60.0,
+           config: VerifierConfig | None = None, log: Log | None = None) -> Result:
+    """Verify the VNN-LIB property ``spec_path`` on the ONNX model ``model_path``.
+
+    Returns a :class:`Result` whose verdict is ``sat`` (with a confirmed counterexample),
+    ``unsat``, ``unknown`` (bounds too loose, no counterexample found), ``timeout`` or
+    ``error``. Never raises for bad input; the answer comes within ``timeout`` seconds plus
+    well under a second.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    config = config or VerifierConfig()
+    log = log or _quiet
+    timings: dict[str, float] = {}
+    spec = None
+    try:
+        run = _prepare(Path(model_path), Path(spec_path), config, deadline, timings, log)
+        spec = run.spec
+        result = run.execute()
+    except PlanecutError as exc:
+        result = Result("error", message=str(exc))
+    except DeadlineExceeded:
+        result = Result("timeout", spec=spec)
+    except MemoryError:
+        result = Result("unknown", message="out of memory", spec=spec)
+    result.seconds = time.monotonic() - t0
+    result.timings = {**timings, **result.timings}
+    if result.spec is None:
+        result.spec = spec
+    return result
+
+
+def _prepare(model_path: Path, spec_path: Path, config: VerifierConfig, deadline: float,
+             timings: dict[str, float], log: Log) -> "_InstanceRun":
+    """Parse, load and cross-check the inputs: every input error surfaces here, before any
+    bounding work starts."""
+    from planecut.vnnlib.parse import check_dimensions, parse_spec
+
+    t = time.monotonic()
+    spec = parse_spec(spec_path)
+    timings["parse"] = time.monotonic() - t
+    log(f"spec: {len(spec.regions)} input region(s), {spec.num_disjuncts} disjunct(s), "
+        f"{spec.num_inputs} inputs, {spec.num_outputs} outputs (VNN-LIB {spec.version})")
+    check_deadline(deadline)
+
+    t = time.monotonic()
+    import torch
+
+    from planecut.verifier.graph import describe, load_onnx
+
+    timings["import"] = time.monotonic() - t
+    t = time.monotonic()
+    graph = load_onnx(model_path)
+    check_dimensions(spec, graph.num_inputs, graph.num_outputs)
+    device = resolve_device(config.device)
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    graph.to(device=device, dtype=dtype)
+    timings["load"] = time.monotonic() - t
+    log(f"model: {describe(graph)} on {device}")
+    check_deadline(deadline)
+    torch.manual_seed(config.seed)
+    return _InstanceRun(model_path, spec, graph, config, deadline, device, dtype, log)
+
+
+@dataclass
+class _InstanceRun:
+    """One verification in progress (the parts' state between phases)."""
+
+    model_path: Path
+    spec: "Spec"
+    graph: "Graph"
+    config: VerifierConfig
+    deadline: float
+    device: "torch.device"
+    dtype: "torch.dtype"
+    log: Log
+
+    def __post_init__(self) -> None:
+        from planecut.verifier.spec_tensors import SpecTensors
+
+        self.tensors = SpecTensors.from_spec(self.spec, device=self.device, dtype=self.dtype)
+        self.timings: dict[str, float] = {}
+        self.stats: dict[str, float | int | str] = {}
+        self._checker = None
+        self._attack_round = 0
+
+    # ------------------------------------------------------------------ phases
+    def execute(self) -> Result:
+        cfg = self.config
+        if cfg.attack.enabled:
+            found = self._attack(cfg.attack.restarts, cfg.attack.steps)
+            if found is not None:
+                return found
+        unproven = self._bound()
+        if not unproven:
+            return self._result("unsat")
+        if cfg.attack.enabled and cfg.attack.rounds > 1:
+            # bounds failed: a harder attack on the regions left, before giving up
+            found = self._attack(cfg.attack.restarts * 4, cfg.attack.steps * 2,
+                                 regions=unproven)
+            if found is not None:
+                return found
+        return self._result("unknown")
+
+    def _result(self, verdict: str, counterexample=None) -> Result:
+        return Result(verdict, counterexample=counterexample, spec=self.spec,
+                      timings=self.timings, stats=self.stats)
+
+    def _add_time(self, phase: str, seconds: float) -> None:
+        self.timings[phase] = self.timings.get(phase, 0.0) + seconds
+
+    @property
+    def checker(self):
+        if self._checker is None:
+            from planecut.verifier.attack.check import OnnxChecker
+
+            g = self.graph
+            self._checker = OnnxChecker(self.model_path, g.input_name, g.onnx_input_shape,
+                                        g.onnx_input_dtype)
+        return self._checker
+
+    def _attack(self, restarts: int, steps: int, regions: list[int] | None = None
+                ) -> Result | None:
+        """One PGD round; confirms the best candidates with onnxruntime."""
+        import torch
+
+        from planecut.verifier.attack.pgd import pgd_attack
+        from planecut.verifier.spec_tensors import SpecTensors
+
+        t = time.monotonic()
+        st = self.tensors if regions is None else SpecTensors.from_spec(
+            self.spec, regions, device=self.device, dtype=self.dtype)
+        gen = torch.Generator().manual_seed(self.config.attack.seed + self._attack_round)
+        self._attack_round += 1
+        # keep one round's batch moderate: restarts x regions forward passes per step
+        restarts = max(1, min(restarts, 4096 // max(1, st.num_regions)))
+        try:
+            out = pgd_attack(self.graph, st, restarts=restarts, steps=steps,
+                             step_size=self.config.attack.step_size, generator=gen,
+                             deadline=self.deadline)
+        finally:
+            self._add_time("attack", time.monotonic() - t)
+        best = out.best_margin
+        prev = self.stats.get("attack_best_margin")
+        self.stats["attack_best_margin"] = best if prev is None else min(best, float(prev))
+        self.log(f"attack round {self._attack_round}: {restarts} restart(s) x "
+                 f"{st.num_regions} region(s), {out.steps} steps, best margin {best:.4g}")
+        t = time.monotonic()
+        try:
+            for i in range(out.x.shape[0]):
+                # candidates: violated in our IR, plus the single best point (the IR and the
+                # ONNX runtime may round differently right at the boundary)
+                if float(out.margin[i]) > 0 and i > 0:
+                    break
+                check_deadline(self.deadline)
+                cex = self.checker.confirm(self.spec, out.x[i].double().cpu().numpy(),
+                                           int(out.region[i]))
+                if cex is not None:
+                    self.log("counterexample confirmed with onnxruntime")
+                    return self._result("sat", cex)
+        finally:
+            self._add_time("check", time.monotonic() - t)
+        return None
+
+    def _bound(self) -> list[int]:
+        """Incomplete bounds, cheapest method first; returns the regions left unproven."""
+        from planecut.verifier.bounds import compute_bounds
+        from planecut.verifier.bounds.types import AlphaOptions
+        from planecut.verifier.spec_tensors import SpecTensors
+
+        bcfg = self.config.bounds
+        alpha = AlphaOptions(iterations=bcfg.alpha_iterations, lr=bcfg.alpha_lr,
+                             lr_decay=bcfg.alpha_lr_decay,
+                             early_stop_patience=bcfg.alpha_early_stop,
+                             optimise_intermediate=bcfg.optimise_intermediate)
+        unproven = list(range(len(self.spec.regions)))
+        for method in bcfg.methods:
+            if not unproven:
+                break
+            t = time.monotonic()
+            still: list[int] = []
+            chunk = max(1, bcfg.region_batch)
+            i = 0
+            while i < len(unproven):
+                part = unproven[i:i + chunk]
+                st = SpecTensors.from_spec(self.spec, part, device=self.device, dtype=self.dtype)
+                try:
+                    res = compute_bounds(self.graph, st.lower, st.upper, st.C, method=method,
+                                         alpha=alpha, deadline=self.deadline)
+                except RuntimeError as exc:  # CUDA out of memory: halve the batch, go on
+                    if "out of memory" not in str(exc).lower() or chunk == 1:
+                        raise
+                    chunk = max(1, chunk // 2)
+                    self.log(f"out of memory: bounding {chunk} region(s) at a time")
+                    _empty_cache()
+                    continue
+                proven = st.proven_disjuncts(res.lower)
+                done = proven.all(dim=1)
+                still.extend(r for r, ok in zip(part, done.tolist()) if not ok)
+                # best proof margin per region (> 0 proves it); the worst one is reported
+                worst = float(st.disjunct_max(res.lower - st.d).min())
+                key = f"{method}_worst_lower_margin"
+                self.stats[key] = min(worst, float(self.stats.get(key, worst)))
+                i += len(part)
+            self._add_time(method, time.monotonic() - t)
+            self.log(f"{method}: {len(unproven) - len(still)}/{len(unproven)} region(s) "
+                     f"proven ({time.monotonic() - t:.2f}s)")
+            unproven = still
+        self.stats["regions_unproven"] = len(unproven)
+        self.stats["regions"] = len(self.spec.regions)
+        return unproven
+
+
+def _empty_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,130 @@
+"""One typed, validated configuration object, passed down explicitly.
+
+There is no global config: :func:`load_config` builds a :class:`VerifierConfig` from a YAML file
+(unknown keys and wrong types are errors, so a typo never silently changes behaviour), and the
+CLI overrides single fields with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from planecut.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """PGD falsification (REFERENCE_SETTINGS: 100 steps, many restarts, early stop on a hit)."""
+
+    enabled: bool = True
+    restarts: int = 50  # random starts per input region, run as one batch
+    steps: int = 100
+    step_size: float = 0.25  # as a fraction of each input's box width (halved on plateaus)
+    rounds: int = 2  # PGD rounds before bounding; a final round runs if bounds fail
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BoundsConfig:
+    """Incomplete verification: which bounds to try, cheapest first."""
+
+    methods: tuple[str, ...] = ("crown", "alpha-crown")
+    alpha_iterations: int = 50
+    alpha_lr: float = 0.1
+    alpha_lr_decay: float = 0.98
+    alpha_early_stop: int = 10
+    optimise_intermediate: bool = True
+    region_batch: int = 64  # input regions bounded together in one call
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Everything that changes how ``verify`` runs (CLI flags override single fields)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | float64
+    seed: int = 0
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    bounds: BoundsConfig = field(default_factory=BoundsConfig)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"dtype must be float32 or float64, not {self.dtype!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        for m in self.bounds.methods:
+            if m not in ("ibp", "crown", "alpha-crown"):
+                raise ConfigError(f"unknown bound method {m!r} (ibp, crown, alpha-crown)")
+        if self.attack.restarts < 1 or self.attack.steps < 0:
+            raise ConfigError("attack.restarts must be >= 1 and attack.steps >= 0")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Construct dataclass ``cls`` from a mapping, checking keys and value types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(names))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        hint = hints[key]
+        sub = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, sub)
+        elif hint is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{sub}: expected true/false, got {value!r}")
+            kwargs[key] = value
+        elif hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{sub}: expected an integer, got {value!r}")
+            kwargs[key] = value
+        elif hint is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{sub}: expected a number, got {value!r}")
+            kwargs[key] = float(value)
+        elif hint is str:
+            if not isinstance(value, str):
+                raise ConfigError(f"{sub}: expected a string, got {value!r}")
+            kwargs[key] = value
+        elif getattr(hint, "__origin__", None) is tuple:
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{sub}: expected a list, got {value!r}")
+            kwargs[key] = tuple(value)
+        else:  # pragma: no cover - every field type is handled above
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> VerifierConfig:
+    return _build(VerifierConfig, data, "")
+
+
+def load_config(path: str | Path) -> VerifierConfig:
+    """Read a YAML config file; every problem is a :class:`ConfigError` naming the file."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        data = {}
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
