@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from planecut.verifier.attack.check import Counterexample
-from planecut.vnnlib.spec import Spec
+if TYPE_CHECKING:  # pragma: no cover - keeps `planecut --help` free of torch imports
+    from planecut.verifier.attack.check import Counterexample
+    from planecut.vnnlib.spec import Spec
 
 VERDICTS = ("sat", "unsat", "timeout", "unknown", "error")
 
@@ -22,8 +24,8 @@ class Result:
     verdict: str
     seconds: float = 0.0
     message: str = ""
-    counterexample: Counterexample | None = None
-    spec: Spec | None = field(default=None, repr=False)
+    counterexample: "Counterexample | None" = None
+    spec: "Spec | None" = field(default=None, repr=False)
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float | int | str] = field(default_factory=dict)
 
