@@ -129,7 +129,8 @@ class _InstanceRun:
     def __post_init__(self) -> None:
         from planecut.verifier.spec_tensors import SpecTensors
 
-        self.tensors = SpecTensors.from_spec(self.spec, device=self.device, dtype=self.dtype)
+        self.tensors = SpecTensors.from_spec(self.spec, device=self.device, dtype=self.dtype) \
+            if self.spec.regions else None
         self.timings: dict[str, float] = {}
         self.stats: dict[str, float | int | str] = {}
         self._checker = None
@@ -138,6 +139,10 @@ class _InstanceRun:
     # ------------------------------------------------------------------ phases
     def execute(self) -> Result:
         cfg = self.config
+        if not self.spec.regions:
+            # every case of the counterexample region is empty: nothing can violate it
+            self.log("the counterexample region is empty: the property holds")
+            return self._result("unsat")
         if cfg.attack.enabled:
             found = self._attack(cfg.attack.restarts, cfg.attack.steps)
             if found is not None:

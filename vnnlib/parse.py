@@ -36,6 +36,7 @@ LOWER, UPPER, ROW, FALSE = 0, 1, 2, 3
 Atom = tuple
 Term = list  # list[Atom]: a conjunction
 Dnf = list  # list[Term]: a disjunction of conjunctions
+Where = Union[str, Callable[[], str]]  # where a formula is, for error messages
 
 #: Largest number of DNF terms a query may expand to before we refuse it (memory/time guard).
 MAX_TERMS = 100_000
@@ -122,7 +123,7 @@ def _read_text(path: Path) -> str:
 # --------------------------------------------------------------------------------------------
 # DNF algebra over atom lists
 
-def dnf_or(parts: Sequence[Dnf], cap: int = MAX_TERMS, where: str = "") -> Dnf:
+def dnf_or(parts: Sequence[Dnf], cap: int = MAX_TERMS, where: Where = "") -> Dnf:
     """Disjunction: concatenate the children's terms."""
     out: Dnf = []
     for p in parts:
@@ -132,7 +133,7 @@ def dnf_or(parts: Sequence[Dnf], cap: int = MAX_TERMS, where: str = "") -> Dnf:
     return out
 
 
-def dnf_and(parts: Sequence[Dnf], cap: int = MAX_TERMS, where: str = "") -> Dnf:
+def dnf_and(parts: Sequence[Dnf], cap: int = MAX_TERMS, where: Where = "") -> Dnf:
     """Conjunction: single-term children are merged into one shared term first, so a long
     ``and`` of plain bounds costs O(n), and only real disjunctions are multiplied out."""
     common: Term = []
@@ -157,7 +158,9 @@ def dnf_and(parts: Sequence[Dnf], cap: int = MAX_TERMS, where: str = "") -> Dnf:
     return terms
 
 
-def _too_many(n: int, cap: int, where: str) -> UnsupportedError:
+def _too_many(n: int, cap: int, where: Where) -> UnsupportedError:
+    if callable(where):  # position text is computed lazily: only errors pay for it
+        where = where()
     at = f" ({where})" if where else ""
     return UnsupportedError(f"the spec expands to {n} disjunctive cases{at}, more than the "
                             f"limit of {cap}; split the query into several files")
@@ -232,6 +235,8 @@ def assemble_spec(common: Term, terms: Dnf, num_inputs: int, num_outputs: int, *
         lo, hi = g_lo.copy(), g_hi.copy()
         for i, a, b in key:
             lo[i], hi[i] = a, b
+        lo += 0.0  # -0.0 -> 0.0: equal specs compare equal bit for bit, whatever the sign trick
+        hi += 0.0
         _check_bounded(lo, hi, unbounded)
         disjuncts = tuple(_disjunct(g_rows + rows, num_outputs) for rows in row_lists)
         regions.append(InputRegion(lower=lo, upper=hi, disjuncts=disjuncts))
@@ -256,4 +261,4 @@ def _disjunct(rows: list[Atom], num_outputs: int) -> Disjunct:
         for k, c in zip(idx, coef):
             C[r, k] += c
         d[r] = rhs
-    return Disjunct(C=C, d=d)
+    return Disjunct(C=C + 0.0, d=d + 0.0)
