@@ -248,12 +248,17 @@ class Pad(LinearNode):
     value: float = 0.0
     nonnegative: ClassVar[bool] = True
     kind: ClassVar[str] = "pad"
+    # The bias tensor, built once and listed in tensors() so that Graph.to moves/casts it
+    # (built on every access it would stay float32 on the CPU).
+    _bias: Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._bias = self._make_bias()
 
     def linear(self, x: Tensor) -> Tensor:
         return F.pad(x, self.pads, value=0.0)
 
-    @property
-    def bias(self) -> Tensor | None:
+    def _make_bias(self) -> Tensor | None:
         if self.value == 0.0:
             return None
         # value where padded, 0 inside: pad a zero tensor of the input's shape with `value`
@@ -263,6 +268,17 @@ class Pad(LinearNode):
             inner[-1 - i] -= self.pads[2 * i] + self.pads[2 * i + 1]
         z = torch.zeros(1, *inner)
         return F.pad(z, self.pads, value=self.value)[0]
+
+    @property
+    def bias(self) -> Tensor | None:
+        if self.value == 0.0:
+            return None
+        if self._bias is None:
+            self._bias = self._make_bias()
+        return self._bias
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {} if self._bias is None else {"_bias": self._bias}
 
 
 @dataclass(eq=False)
