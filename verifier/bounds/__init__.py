@@ -1,0 +1,18 @@
+"""Bound propagation: IBP, CROWN and alpha-CROWN on the graph IR.
+
+Entry point :func:`compute_bounds`; :func:`relu_layer_bounds` lists pre-activation bounds per
+ReLU layer (neuron identity ``(relu_layer, flat_index)``). Modules, one job each:
+
+* :mod:`.ibp` — interval rules per node kind;
+* :mod:`.linear_backward` — transposed maps of linear nodes (CROWN through affine ops);
+* :mod:`.relaxations` — linear relaxations of ReLU, sigmoid/tanh and max-pool;
+* :mod:`.crown` — the backward pass on the DAG and the intermediate-bound sweep;
+* :mod:`.alpha_crown` — slope optimisation;
+* :mod:`.plan` — static graph facts (ancestry, orders, where IBP is exact);
+* :mod:`.compute` — the public API.
+"""
+
+from planecut.verifier.bounds.compute import compute_bounds, relu_layer_bounds
+from planecut.verifier.bounds.types import AlphaOptions, BoundResult
+
+__all__ = ["AlphaOptions", "BoundResult", "compute_bounds", "relu_layer_bounds"]

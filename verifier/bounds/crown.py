@@ -1,0 +1,254 @@
+"""CROWN: backward linear bound propagation on the graph DAG.
+
+A lower bound of ``Λ·t`` for a tensor ``t`` is found by walking ``t``'s ancestors in reverse
+topological order, turning the coefficients on each tensor into coefficients on its node's
+inputs (linear nodes: the transposed map and ``Λ·b``; nonlinear nodes: their relaxation) and
+adding them up where a tensor has several consumers (residual connections). At the input box
+``Λ·x >= Λ⁺·x_L + Λ⁻·x_U``.
+
+Intermediate bounds (inputs of nonlinear nodes) are computed in topological order, each by a
+backward pass from that tensor that uses the relaxations of the nonlinear nodes before it, for
+the rows that matter only (unstable ReLU inputs), in memory-bounded chunks, and intersected
+with IBP.
+
+Shapes: ``B`` domains; coefficient tensors are ``(Bλ, K, *shape)`` with ``Bλ ∈ {1, B}`` (rows
+that are the same for every domain stay un-expanded until a relaxation makes them differ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Union
+
+import torch
+
+from planecut.errors import check_deadline
+from planecut.verifier.bounds.ibp import ibp_node
+from planecut.verifier.bounds.linear_backward import backward_linear, bias_term
+from planecut.verifier.bounds.plan import GraphPlan, is_nonlinear
+from planecut.verifier.bounds.relaxations import (
+    LineRelaxation,
+    MaxPoolRelaxation,
+    ReluRelaxation,
+    line_backward,
+    maxpool_backward,
+    maxpool_relaxation,
+    relu_backward,
+    relu_relaxation,
+    sigmoid_relaxation,
+    tanh_relaxation,
+)
+from planecut.verifier.graph.ir import LinearNode, MaxPool, Node, Relu, Sigmoid, Tanh
+
+Tensor = torch.Tensor
+Interval = tuple[Tensor, Tensor]
+Relaxation = Union[ReluRelaxation, LineRelaxation, MaxPoolRelaxation]
+
+DEFAULT_CHUNK_ELEMENTS = 2**26
+
+RELAXATION_RULES: dict[type, Callable[..., Relaxation]] = {
+    Relu: lambda node, l, u: relu_relaxation(l, u),
+    Sigmoid: lambda node, l, u: sigmoid_relaxation(l, u),
+    Tanh: lambda node, l, u: tanh_relaxation(l, u),
+    MaxPool: maxpool_relaxation,
+}
+
+
+def make_relaxation(node: Node, lower: Tensor, upper: Tensor) -> Relaxation:
+    """The linear relaxation of nonlinear ``node`` on its input bounds ``(B, *in_shape)``."""
+    for kind, rule in RELAXATION_RULES.items():
+        if isinstance(node, kind):
+            return rule(node, lower, upper)
+    raise NotImplementedError(f"CROWN has no relaxation for node kind {type(node).__name__}")
+
+
+def nonlinear_backward(lam: Tensor, relax: Relaxation, alpha: Tensor | None
+                       ) -> tuple[Tensor, Tensor]:
+    """Coefficients on a nonlinear node's input and the constant its relaxation adds."""
+    if isinstance(relax, ReluRelaxation):
+        return relu_backward(lam, relax, alpha)
+    if isinstance(relax, LineRelaxation):
+        return line_backward(lam, relax)
+    return maxpool_backward(lam, relax)
+
+
+@dataclass
+class BoundContext:
+    """What the backward passes of one bound computation share (no tensors of a pass)."""
+
+    plan: GraphPlan
+    x_lower: Tensor  # (B, *input_shape)
+    x_upper: Tensor
+    relaxations: dict[str, Relaxation] = field(default_factory=dict)  # by nonlinear node name
+    deadline: float | None = None
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+
+    @property
+    def batch(self) -> int:
+        return self.x_lower.shape[0]
+
+
+def concretize_input(lam: Tensor, x_lower: Tensor, x_upper: Tensor) -> Tensor:
+    """``min over x ∈ [x_L, x_U]`` of ``Λ·x`` = ``Λ⁺·x_L + Λ⁻·x_U``: ``(B, K)``."""
+    bl, k = lam.shape[:2]
+    flat = lam.reshape(bl, k, -1)
+    lo = x_lower.reshape(x_lower.shape[0], -1, 1)
+    hi = x_upper.reshape(x_upper.shape[0], -1, 1)
+    return (flat.clamp(min=0).matmul(lo) + flat.clamp(max=0).matmul(hi)).squeeze(-1)
+
+
+def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
+                   alphas: Mapping[str, Tensor] | None = None) -> Tensor:
+    """Lower bound ``(B, K)`` of ``Λ·t`` over the input box, ``Λ`` ``(Bλ, K, *t.shape)``.
+
+    Every nonlinear ancestor of ``t`` must have a relaxation in ``ctx``; ``alphas`` (by ReLU
+    node name, ``(B, K, *shape)``) replace the default lower slopes of unstable ReLUs.
+    """
+    plan = ctx.plan
+    pending: dict[str, Tensor] = {target: lam}
+    const: Tensor | None = None
+
+    def accumulate(name: str, coeff: Tensor) -> None:
+        prev = pending.get(name)
+        pending[name] = coeff if prev is None else prev + coeff
+
+    def add_const(c: Tensor | None) -> None:
+        nonlocal const
+        if c is not None:
+            const = c if const is None else const + c
+
+    for node in plan.backward_order(target):
+        check_deadline(ctx.deadline)
+        coeff = pending.pop(node.name, None)
+        if coeff is None:
+            continue
+        if isinstance(node, LinearNode):
+            add_const(bias_term(node, coeff))
+            in_shapes = [plan.shape_of(i) for i in node.inputs]
+            for name, c in zip(node.inputs, backward_linear(node, coeff, in_shapes)):
+                accumulate(name, c)
+        else:
+            alpha = None if alphas is None else alphas.get(node.name)
+            c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha)
+            add_const(b)
+            accumulate(node.inputs[0], c)
+    coeff = pending.pop(plan.input_name, None)
+    if coeff is not None:
+        add_const(concretize_input(coeff, ctx.x_lower, ctx.x_upper))
+    if const is None:
+        const = lam.new_zeros((1, lam.shape[1]))
+    return const.expand(ctx.batch, -1)
+
+
+def select_rows(node: Node, lower: Tensor, upper: Tensor) -> Tensor:
+    """Flat indices of ``node``'s input whose bounds CROWN should tighten.
+
+    ReLU: the neurons unstable (``l < 0 < u``) in some domain of the batch; the others are
+    exact already. Other kinds: every neuron.
+    """
+    flat_l = lower.reshape(lower.shape[0], -1)
+    if isinstance(node, Relu):
+        flat_u = upper.reshape(upper.shape[0], -1)
+        mask = ((flat_l < 0) & (flat_u > 0)).any(dim=0)
+        return mask.nonzero().squeeze(1)
+    return torch.arange(flat_l.shape[1], device=lower.device)
+
+
+def crown_rows(ctx: BoundContext, tensor: str, rows: Tensor,
+               alphas: Mapping[str, Tensor] | None = None) -> Interval:
+    """CROWN lower and upper bounds ``(B, k)`` of the coordinates ``rows`` of ``tensor``.
+
+    Each chunk of ``m`` rows is one backward pass with ``2m`` coefficient rows: ``+e_i`` (lower
+    bounds) then ``−e_i`` (upper bound = −lower bound of ``−x_i``). ``alphas`` per ReLU are
+    ``(B, 2k, *shape)`` laid out the same way (``k`` lower rows, then ``k`` upper rows).
+    """
+    plan = ctx.plan
+    shape = plan.shape_of(tensor)
+    n = plan.size_of(tensor)
+    k = rows.numel()
+    per_row = max(1, ctx.batch * plan.max_size_on_path(tensor))
+    chunk = max(1, ctx.chunk_elements // (2 * per_row))
+    dtype, device = ctx.x_lower.dtype, ctx.x_lower.device
+    lowers, uppers = [], []
+    for start in range(0, k, chunk):
+        check_deadline(ctx.deadline)
+        sel = rows[start:start + chunk]
+        m = sel.numel()
+        lam = torch.zeros(2 * m, n, dtype=dtype, device=device)
+        ar = torch.arange(m, device=device)
+        lam[ar, sel] = 1.0
+        lam[ar + m, sel] = -1.0
+        chunk_alphas = None
+        if alphas is not None:
+            chunk_alphas = {name: torch.cat([a[:, start:start + m], a[:, k + start:k + start + m]],
+                                            dim=1)
+                            for name, a in alphas.items()}
+        res = backward_bound(ctx, tensor, lam.view(1, 2 * m, *shape), chunk_alphas)
+        lowers.append(res[:, :m])
+        uppers.append(-res[:, m:])
+    return torch.cat(lowers, dim=1), torch.cat(uppers, dim=1)
+
+
+def tighten(lower: Tensor, upper: Tensor, rows: Tensor, new: Interval) -> Interval:
+    """Intersect ``[lower, upper]`` ``(B, *shape)`` with ``new`` on ``rows`` (differentiable)."""
+    shape = lower.shape
+    fl = lower.reshape(shape[0], -1)
+    fu = upper.reshape(shape[0], -1)
+    fl = fl.index_copy(1, rows, torch.maximum(fl.index_select(1, rows), new[0]))
+    fu = fu.index_copy(1, rows, torch.minimum(fu.index_select(1, rows), new[1]))
+    return fl.reshape(shape), fu.reshape(shape)
+
+
+@dataclass
+class IntermediateState:
+    """Result of the forward sweep: bounds of every tensor and of every nonlinear input.
+
+    ``intervals``: IBP bounds (tightened by the pre-activation bounds) of every tensor.
+    ``intermediate``: by nonlinear node name, bounds on its input.
+    ``refined``: nonlinear node names whose bounds CROWN computed (alpha-CROWN may re-optimise
+    them), with the rows it computed.
+    """
+
+    intervals: dict[str, Interval]
+    intermediate: dict[str, Interval]
+    relaxations: dict[str, Relaxation]
+    refined: dict[str, Tensor]
+
+
+def intermediate_sweep(ctx: BoundContext, given: Mapping[str, Interval], use_crown: bool
+                       ) -> IntermediateState:
+    """Bounds of every nonlinear node's input, in topological order.
+
+    A bound given by the caller replaces the computed one (it is used as is, not
+    intersected). Otherwise IBP, then (``use_crown``) CROWN on the rows that need it unless IBP
+    is exact there, intersected with IBP. The tightened bounds also tighten the IBP interval of
+    that tensor for every later consumer. Fills ``ctx.relaxations`` as it goes.
+    """
+    plan = ctx.plan
+    intervals: dict[str, Interval] = {plan.input_name: (ctx.x_lower, ctx.x_upper)}
+    intermediate: dict[str, Interval] = {}
+    refined: dict[str, Tensor] = {}
+    done_tensors: dict[str, Interval] = {}
+    for node in plan.nodes:
+        check_deadline(ctx.deadline)
+        if not is_nonlinear(node):
+            intervals[node.name] = ibp_node(node, *(intervals[i] for i in node.inputs))
+            continue
+        src = node.inputs[0]
+        if node.name in given:
+            lo, hi = given[node.name]
+        elif src in done_tensors:
+            lo, hi = done_tensors[src]
+        else:
+            lo, hi = intervals[src]
+            if use_crown and not plan.ibp_is_exact(src):
+                rows = select_rows(node, lo, hi)
+                if rows.numel() > 0:
+                    lo, hi = tighten(lo, hi, rows, crown_rows(ctx, src, rows))
+                    refined[node.name] = rows
+            done_tensors[src] = (lo, hi)
+        intervals[src] = (lo, hi)
+        intermediate[node.name] = (lo, hi)
+        ctx.relaxations[node.name] = make_relaxation(node, lo, hi)
+        intervals[node.name] = ibp_node(node, (lo, hi))
+    return IntermediateState(intervals, intermediate, dict(ctx.relaxations), refined)
