@@ -250,7 +250,7 @@ class _InstanceRun:
                     self.log(f"out of memory: bounding {chunk} region(s) at a time")
                     _empty_cache()
                     continue
-                proven = st.proven_disjuncts(res.lower)
+                proven = st.proven_disjuncts(res.lower, bcfg.proof_margin)
                 done = proven.all(dim=1)
                 still.extend(r for r, ok in zip(part, done.tolist()) if not ok)
                 # best proof margin per region (> 0 proves it); the worst one is reported

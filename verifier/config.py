@@ -38,6 +38,9 @@ class BoundsConfig:
     alpha_early_stop: int = 10
     optimise_intermediate: bool = True
     region_batch: int = 64  # input regions bounded together in one call
+    # a row is proven only if lower bound - threshold > proof_margin * max(1, |threshold|):
+    # covers float32 rounding in the bound computation (about 1e-7 relative)
+    proof_margin: float = 1e-5
 
 
 @dataclass(frozen=True)

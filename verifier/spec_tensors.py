@@ -110,6 +110,12 @@ class SpecTensors:
         """Violation margin per example (N,): ``<= 0`` iff some disjunct is violated at ``y``."""
         return self.disjunct_max(self.row_values(y)).min(dim=1).values
 
-    def proven_disjuncts(self, row_lower: Tensor) -> Tensor:
-        """(N, J) bool: disjunct proven (or padding) given lower bounds on ``C·y`` per row."""
-        return self.disjunct_max(row_lower - self.d) > 0
+    def proven_disjuncts(self, row_lower: Tensor, margin: float = 0.0) -> Tensor:
+        """(N, J) bool: disjunct proven (or padding) given lower bounds on ``C·y`` per row.
+
+        A row counts only if its lower bound beats the threshold by ``margin * max(1, |d|)``:
+        bounds computed in float32 are exact only up to rounding, so a proof that hinges on
+        the last few ulps is not taken.
+        """
+        slack = margin * self.d.abs().clamp(min=1.0)
+        return self.disjunct_max(row_lower - self.d - slack) > 0

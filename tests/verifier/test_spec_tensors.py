@@ -49,3 +49,12 @@ def test_padding_disjunct_slots_never_block_or_violate():
 def test_repeat_keeps_region_index():
     st = SpecTensors.from_spec(_spec()).repeat(3)
     assert st.region_index.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_proof_margin_refuses_proofs_within_rounding():
+    st = SpecTensors.from_spec(_spec(), regions=[0], dtype=torch.float64)
+    lb = torch.tensor([[1e-7, -5.0, 1.0 + 1e-7]])
+    assert st.proven_disjuncts(lb).tolist() == [[True, True]]
+    assert st.proven_disjuncts(lb, margin=1e-5).tolist() == [[False, False]]
+    lb = torch.tensor([[1e-3, -5.0, 1.01]])
+    assert st.proven_disjuncts(lb, margin=1e-5).tolist() == [[True, True]]
