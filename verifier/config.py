@@ -44,6 +44,26 @@ class BoundsConfig:
 
 
 @dataclass(frozen=True)
+class BabConfig:
+    """Branch and bound (REFERENCE_SETTINGS: beta-CROWN, filtered smart branching)."""
+
+    enabled: bool = True
+    # "auto": input split when the input has at most input_split_max_dim dimensions,
+    # activation split otherwise; "input" / "activation" force one
+    mode: str = "auto"
+    input_split_max_dim: int = 20
+    batch_size: int = 1024  # domains bounded per call (halved on CUDA out-of-memory)
+    branching: str = "fsb"  # fsb (filtered smart branching) | babsr
+    fsb_candidates: int = 3
+    iterations: int = 20  # alpha/beta optimisation steps per BaB round
+    lr_alpha: float = 0.01
+    lr_beta: float = 0.05
+    input_split_method: str = "crown"  # crown | alpha-crown for boxes in input split
+    progress_interval: float = 2.0  # seconds between live progress lines
+    max_domains: int = 2_000_000  # give up (unknown) beyond this many stored domains
+
+
+@dataclass(frozen=True)
 class VerifierConfig:
     """Everything that changes how ``verify`` runs (CLI flags override single fields)."""
 
@@ -52,6 +72,7 @@ class VerifierConfig:
     seed: int = 0
     attack: AttackConfig = field(default_factory=AttackConfig)
     bounds: BoundsConfig = field(default_factory=BoundsConfig)
+    bab: BabConfig = field(default_factory=BabConfig)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
@@ -61,6 +82,12 @@ class VerifierConfig:
         for m in self.bounds.methods:
             if m not in ("ibp", "crown", "alpha-crown"):
                 raise ConfigError(f"unknown bound method {m!r} (ibp, crown, alpha-crown)")
+        if self.bab.mode not in ("auto", "input", "activation"):
+            raise ConfigError(f"bab.mode must be auto, input or activation, not {self.bab.mode!r}")
+        if self.bab.branching not in ("fsb", "babsr"):
+            raise ConfigError(f"bab.branching must be fsb or babsr, not {self.bab.branching!r}")
+        if self.bab.batch_size < 1:
+            raise ConfigError("bab.batch_size must be >= 1")
         if self.attack.restarts < 1 or self.attack.steps < 0:
             raise ConfigError("attack.restarts must be >= 1 and attack.steps >= 0")
 
