@@ -103,9 +103,18 @@ def _prepare(model_path: Path, spec_path: Path, config: VerifierConfig, deadline
     t = time.monotonic()
     graph = load_onnx(model_path)
     check_dimensions(spec, graph.num_inputs, graph.num_outputs)
+    if config.preset != "none":
+        from planecut.verifier.config import apply_preset, preset_for
+
+        name = config.preset if config.preset != "auto" else preset_for(
+            graph.num_inputs, {n.kind for n in graph.nodes}, config.bab.input_split_max_dim)
+        config = apply_preset(config, name)
+        log(f"preset: {name}")
     device = resolve_device(config.device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     graph.to(device=device, dtype=dtype)
+    if device.type == "cpu":
+        torch.set_num_threads(_cpu_threads(graph, config.threads))
     timings["load"] = time.monotonic() - t
     log(f"model: {describe(graph)} on {device}")
     check_deadline(deadline)
@@ -134,6 +143,7 @@ class _InstanceRun:
         self.timings: dict[str, float] = {}
         self.stats: dict[str, float | int | str] = {}
         self._checker = None
+        self._root: dict[int, dict] = {}  # region -> intermediate bounds of the last method
         self._attack_round = 0
 
     # ------------------------------------------------------------------ phases
@@ -150,6 +160,10 @@ class _InstanceRun:
         unproven = self._bound()
         if not unproven:
             return self._result("unsat")
+        if cfg.bab.enabled:
+            outcome = self._branch_and_bound(unproven)
+            if outcome is not None:
+                return outcome
         if cfg.attack.enabled and cfg.attack.rounds > 1:
             # bounds failed: a harder attack on the regions left, before giving up
             found = self._attack(cfg.attack.restarts * 4, cfg.attack.steps * 2,
@@ -201,21 +215,75 @@ class _InstanceRun:
         self.stats["attack_best_margin"] = best if prev is None else min(best, float(prev))
         self.log(f"attack round {self._attack_round}: {restarts} restart(s) x "
                  f"{st.num_regions} region(s), {out.steps} steps, best margin {best:.4g}")
+        # candidates: violated in our IR, plus the single best point (the IR and the ONNX
+        # runtime may round differently right at the boundary); sorted best first
+        n = max(1, int((out.margin <= 0).sum()))
+        cex = self._confirm(out.x[:n], out.region[:n])
+        return None if cex is None else self._result("sat", cex)
+
+    def _confirm(self, x: "torch.Tensor", regions: "torch.Tensor"):
+        """Check candidate inputs (N, n_in) of spec regions (N,) with onnxruntime."""
         t = time.monotonic()
         try:
-            for i in range(out.x.shape[0]):
-                # candidates: violated in our IR, plus the single best point (the IR and the
-                # ONNX runtime may round differently right at the boundary)
-                if float(out.margin[i]) > 0 and i > 0:
-                    break
+            for i in range(min(int(x.shape[0]), 16)):
                 check_deadline(self.deadline)
-                cex = self.checker.confirm(self.spec, out.x[i].double().cpu().numpy(),
-                                           int(out.region[i]))
+                cex = self.checker.confirm(self.spec, x[i].double().cpu().numpy(),
+                                           int(regions[i]))
                 if cex is not None:
                     self.log("counterexample confirmed with onnxruntime")
-                    return self._result("sat", cex)
+                    return cex
         finally:
             self._add_time("check", time.monotonic() - t)
+        return None
+
+    def _progress(self, p) -> None:
+        self.log(f"bab: {p.domains_left} domain(s) left, worst bound {p.worst_margin:.4g}, "
+                 f"{p.domains_visited} visited, {p.domains_per_second:.0f} domains/s")
+
+    def _branch_and_bound(self, unproven: list[int]) -> Result | None:
+        """Complete search on the regions incomplete bounds left; None if it gave up."""
+        from planecut.verifier.graph.ir import Relu
+        from planecut.verifier.spec_tensors import SpecTensors
+
+        cfg = self.config.bab
+        st = SpecTensors.from_spec(self.spec, unproven, device=self.device, dtype=self.dtype)
+        mode = cfg.mode
+        if mode == "auto":
+            mode = "input" if self.graph.num_inputs <= cfg.input_split_max_dim else "activation"
+        nonlinear = [n for n in self.graph.nodes if not hasattr(n, "linear")]
+        if mode == "activation" and not all(isinstance(n, Relu) for n in nonlinear):
+            kinds = sorted({n.kind for n in nonlinear if not isinstance(n, Relu)})
+            self.log(f"no activation split for {', '.join(kinds)} nodes: search skipped")
+            return None
+        t = time.monotonic()
+        self.log(f"branch and bound ({mode} split) on {len(unproven)} region(s)")
+        if mode == "input":
+            from planecut.verifier.bab.input_split import input_split_bab
+
+            out = input_split_bab(self.graph, st, config=cfg, deadline=self.deadline,
+                                  confirm=self._confirm, progress=self._progress,
+                                  margin=self.config.bounds.proof_margin)
+        else:
+            from planecut.verifier.bab.activation_split import activation_split_bab
+
+            root = {name: (torch_cat([self._root[r][name][0] for r in unproven]),
+                           torch_cat([self._root[r][name][1] for r in unproven]))
+                    for name in self._root[unproven[0]]}
+            out = activation_split_bab(self.graph, st, root, config=cfg,
+                                       deadline=self.deadline, confirm=self._confirm,
+                                       progress=self._progress,
+                                       margin=self.config.bounds.proof_margin)
+        self._add_time("bab", time.monotonic() - t)
+        self.stats.update(bab_mode=mode, bab_domains=out.domains_visited,
+                          bab_domains_per_second=out.domains_per_second,
+                          bab_bound_seconds=out.bound_seconds,
+                          bab_worst_margin=out.worst_margin)
+        self.log(f"bab: {out.verdict} after {out.domains_visited} domain(s), "
+                 f"{out.domains_per_second:.0f} domains/s{' (' + out.message + ')' if out.message else ''}")
+        if out.verdict == "sat":
+            return self._result("sat", out.counterexample)
+        if out.verdict in ("unsat", "timeout"):
+            return self._result(out.verdict)
         return None
 
     def _bound(self) -> list[int]:
@@ -250,6 +318,9 @@ class _InstanceRun:
                     self.log(f"out of memory: bounding {chunk} region(s) at a time")
                     _empty_cache()
                     continue
+                for j, r in enumerate(part):  # root bounds for branch and bound
+                    self._root[r] = {k: (lo[j:j + 1], hi[j:j + 1])
+                                     for k, (lo, hi) in res.intermediate.items()}
                 proven = st.proven_disjuncts(res.lower, bcfg.proof_margin)
                 done = proven.all(dim=1)
                 still.extend(r for r, ok in zip(part, done.tolist()) if not ok)
@@ -265,6 +336,24 @@ class _InstanceRun:
         self.stats["regions_unproven"] = len(unproven)
         self.stats["regions"] = len(self.spec.regions)
         return unproven
+
+
+SMALL_NET_PARAMETERS = 1_000_000
+
+
+def _cpu_threads(graph: "Graph", requested: int) -> int:
+    import os
+
+    if requested > 0:
+        return requested
+    params = sum(t.numel() for n in graph.nodes for t in n.tensors().values())
+    return 1 if params < SMALL_NET_PARAMETERS else max(1, os.cpu_count() or 1)
+
+
+def torch_cat(tensors: list) -> "torch.Tensor":
+    import torch
+
+    return torch.cat(tensors, dim=0)
 
 
 def _empty_cache() -> None:

@@ -67,9 +67,15 @@ class BabConfig:
 class VerifierConfig:
     """Everything that changes how ``verify`` runs (CLI flags override single fields)."""
 
+    # preset chosen from the model's shape ("auto"), a preset's name, or "none"; fields of this
+    # config that differ from the defaults override the preset's values
+    preset: str = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | float64
     seed: int = 0
+    # CPU threads for torch; 0 = auto: one thread for small networks (thread wake-ups cost
+    # more than they save on small matrices, and badly so on a busy machine), all cores else
+    threads: int = 0
     attack: AttackConfig = field(default_factory=AttackConfig)
     bounds: BoundsConfig = field(default_factory=BoundsConfig)
     bab: BabConfig = field(default_factory=BabConfig)
@@ -82,6 +88,9 @@ class VerifierConfig:
         for m in self.bounds.methods:
             if m not in ("ibp", "crown", "alpha-crown"):
                 raise ConfigError(f"unknown bound method {m!r} (ibp, crown, alpha-crown)")
+        if self.preset not in ("auto", "none") + PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; known: auto, none, "
+                              f"{', '.join(PRESETS)}")
         if self.bab.mode not in ("auto", "input", "activation"):
             raise ConfigError(f"bab.mode must be auto, input or activation, not {self.bab.mode!r}")
         if self.bab.branching not in ("fsb", "babsr"):
@@ -158,3 +167,58 @@ def load_config(path: str | Path) -> VerifierConfig:
         return config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
+
+
+PRESETS = ("input_split", "fully_connected", "convolutional")
+
+
+def preset_for(num_inputs: int, node_kinds: set[str], input_split_max_dim: int = 20) -> str:
+    """The preset that fits a model: input split for few inputs, else by layer kinds."""
+    if num_inputs <= input_split_max_dim:
+        return "input_split"
+    if node_kinds & {"conv", "conv_transpose", "avgpool", "maxpool"}:
+        return "convolutional"
+    return "fully_connected"
+
+
+def _as_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return obj
+
+
+def _diff(value: dict, default: dict) -> dict:
+    """The entries of ``value`` that differ from ``default`` (recursively)."""
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, dict):
+            sub = _diff(v, default[k])
+            if sub:
+                out[k] = sub
+        elif v != default[k]:
+            out[k] = v
+    return out
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def apply_preset(config: VerifierConfig, name: str) -> VerifierConfig:
+    """``config`` on top of preset ``name``: the preset fills every field ``config`` leaves at
+    its default value."""
+    from importlib.resources import files
+
+    import yaml
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    preset = yaml.safe_load(files("planecut.verifier").joinpath(
+        "presets", f"{name}.yaml").read_text()) or {}
+    overrides = _diff(_as_dict(config), _as_dict(VerifierConfig()))
+    merged = _merge(preset, overrides)
+    merged["preset"] = name
+    return config_from_dict(merged)

@@ -83,6 +83,20 @@ class SpecTensors:
                    torch.as_tensor(valid, device=device),
                    torch.as_tensor(np.asarray(idx, dtype=np.int64), device=device))
 
+    def take(self, rows: Tensor, lower: Tensor | None = None, upper: Tensor | None = None
+             ) -> "SpecTensors":
+        """The regions at ``rows`` (repetitions allowed), optionally with other input boxes
+        (branch and bound: subdomains of those regions)."""
+        return SpecTensors(self.lower[rows] if lower is None else lower,
+                           self.upper[rows] if upper is None else upper,
+                           self.C[rows], self.d[rows], self.row_disjunct[rows],
+                           self.disjunct_valid[rows], self.region_index[rows])
+
+    def proof_margin(self, row_lower: Tensor) -> Tensor:
+        """(N,) how close each example is to a proof: min over disjuncts of the best row's
+        ``lower - d`` (> 0 means proven without slack)."""
+        return self.disjunct_max(row_lower - self.d).min(dim=1).values
+
     def repeat(self, n: int) -> "SpecTensors":
         """Each region repeated ``n`` times consecutively (attack restarts)."""
         rep = lambda t: t.repeat_interleave(n, dim=0)  # noqa: E731
