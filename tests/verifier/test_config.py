@@ -46,3 +46,34 @@ def test_bad_yaml_names_file_and_line(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_preset_choice_by_model_shape():
+    from planecut.verifier.config import preset_for
+
+    assert preset_for(5, {"dense", "relu"}) == "input_split"
+    assert preset_for(784, {"dense", "relu", "reshape"}) == "fully_connected"
+    assert preset_for(3072, {"conv", "relu", "dense"}) == "convolutional"
+
+
+def test_user_settings_override_the_preset():
+    from dataclasses import replace
+
+    from planecut.verifier.config import BoundsConfig, apply_preset
+
+    cfg = apply_preset(VerifierConfig(), "input_split")
+    assert cfg.bab.mode == "input" and cfg.bounds.methods == ("crown",)
+    assert cfg.preset == "input_split"
+    user = replace(VerifierConfig(), bounds=BoundsConfig(methods=("ibp", "crown")))
+    cfg = apply_preset(user, "input_split")
+    assert cfg.bounds.methods == ("ibp", "crown")  # the user's choice wins
+    assert cfg.bab.mode == "input"  # the preset fills what the user left at its default
+
+
+def test_every_preset_loads():
+    from planecut.verifier.config import PRESETS, apply_preset
+
+    for name in PRESETS:
+        assert apply_preset(VerifierConfig(), name).preset == name
+    with pytest.raises(ConfigError, match="unknown preset"):
+        apply_preset(VerifierConfig(), "nope")
