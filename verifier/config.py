@@ -59,6 +59,7 @@ class BabConfig:
     lr_alpha: float = 0.01
     lr_beta: float = 0.05
     input_split_method: str = "crown"  # crown | alpha-crown for boxes in input split
+    input_branching: str = "sb"  # sb (bound coefficients x width) | lookahead (try every dim)
     progress_interval: float = 2.0  # seconds between live progress lines
     max_domains: int = 2_000_000  # give up (unknown) beyond this many stored domains
 
@@ -95,6 +96,9 @@ class VerifierConfig:
             raise ConfigError(f"bab.mode must be auto, input or activation, not {self.bab.mode!r}")
         if self.bab.branching not in ("fsb", "babsr"):
             raise ConfigError(f"bab.branching must be fsb or babsr, not {self.bab.branching!r}")
+        if self.bab.input_branching not in ("sb", "lookahead"):
+            raise ConfigError("bab.input_branching must be sb or lookahead, not "
+                              f"{self.bab.input_branching!r}")
         if self.bab.batch_size < 1:
             raise ConfigError("bab.batch_size must be >= 1")
         if self.attack.restarts < 1 or self.attack.steps < 0:

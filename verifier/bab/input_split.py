@@ -5,9 +5,12 @@ relaxation tightens as the box shrinks, and no ReLU bookkeeping is needed. Each 
 
 1. take the ``batch`` unproven boxes with the lowest proof margin (worst first, so that a
    counterexample, if any, tends to be met early);
-2. halve each of them along *every* input dimension and bound all ``2·n`` children in one
-   batched call (cheap for small ``n``); keep, per box, the dimension whose worse child is best
-   — a look-ahead "smart" split that costs one batched bound call instead of guessing;
+2. halve each box along one dimension and bound all children in one batched call. The
+   dimension comes from the box's own bound (``sb``, the default): CROWN's lower bound is
+   linear in the input, ``Λ·x``, so halving dimension ``i`` can raise it by up to
+   ``|Λ_i|·w_i/2`` — split where ``Σ_rows |Λ_ki|·w_i`` is largest. ``lookahead`` instead
+   bounds the children along *every* dimension (``2·n`` per box) and keeps the dimension whose
+   worse child is best: better splits for ``n`` times the bounding work;
 3. drop proven children (every disjunct of the region has a row whose lower bound beats its
    threshold by the proof margin); evaluate the network at the kept children's centres and
    send points that violate the spec to ``confirm`` (onnxruntime) — a confirmed one is ``sat``;
@@ -34,14 +37,21 @@ ATTACK_EVERY = 5  # rounds between PGD runs on the worst boxes
 
 
 def _bound(graph: Graph, st: SpecTensors, method: str, deadline: float | None,
-           margin: float) -> tuple[Tensor, Tensor]:
-    """(proof margin (N,), proven (N,)) of the boxes in ``st``."""
+           margin: float, scores: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(proof margin (N,), proven (N,), split scores (N, n) or None) of the boxes in ``st``."""
     from planecut.verifier.bounds import compute_bounds
     from planecut.verifier.bounds.types import AlphaOptions
 
     res = compute_bounds(graph, st.lower, st.upper, st.C, method=method,
-                         alpha=AlphaOptions(iterations=5, lr=0.05), deadline=deadline)
-    return st.proof_margin(res.lower), st.proven_disjuncts(res.lower, margin).all(dim=1)
+                         alpha=AlphaOptions(iterations=5, lr=0.05), deadline=deadline,
+                         return_coeffs=scores)
+    score = None
+    if scores:
+        lam = res.coeffs.input  # (N, K, n): lower bound = Λ·x concretised over the box
+        # padding rows (no disjunct) have zero coefficients and add nothing
+        score = lam.abs().sum(dim=1) * (st.upper - st.lower)
+    return (st.proof_margin(res.lower), st.proven_disjuncts(res.lower, margin).all(dim=1),
+            score)
 
 
 def _halves(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
@@ -59,6 +69,20 @@ def _halves(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     return lo_e.reshape(-1, n), hi_e.reshape(-1, n)
 
 
+def _halves_along(lo: Tensor, hi: Tensor, dim: Tensor) -> tuple[Tensor, Tensor]:
+    """The two halves of each box along its own ``dim`` (N,): shapes (N·2, n), in order
+    (box 0 lower half, box 0 upper half, box 1 ...)."""
+    N, n = lo.shape
+    mid = ((lo + hi) / 2).gather(1, dim[:, None])
+    c_lo = lo.repeat_interleave(2, dim=0)
+    c_hi = hi.repeat_interleave(2, dim=0)
+    rows = torch.arange(N, device=lo.device) * 2
+    d = dim.to(torch.long)
+    c_hi[rows, d] = mid[:, 0]
+    c_lo[rows + 1, d] = mid[:, 0]
+    return c_lo, c_hi
+
+
 def input_split_bab(graph: Graph, spec: SpecTensors, *, config: BabConfig,
                     deadline: float | None, confirm: Confirm, progress: Progress | None = None,
                     margin: float = 1e-5) -> BabOutcome:
@@ -66,12 +90,14 @@ def input_split_bab(graph: Graph, spec: SpecTensors, *, config: BabConfig,
     t0 = time.monotonic()
     n = spec.lower.shape[1]
     method = config.input_split_method
+    lookahead = config.input_branching == "lookahead"
     lo, hi = spec.lower.clone(), spec.upper.clone()
     rows = torch.arange(spec.num_regions, device=lo.device)  # which spec row each box is in
-    score = torch.full((spec.num_regions,), float("-inf"), dtype=lo.dtype, device=lo.device)
     visited, bound_time, rounds = 0, 0.0, 0
     last_report = t0
-    per_round = max(1, config.batch_size // (2 * n))
+    per_round = max(1, config.batch_size // (2 * n if lookahead else 2))
+    score = torch.full((spec.num_regions,), float("-inf"), dtype=lo.dtype, device=lo.device)
+    dim_score = (hi - lo).clone()  # before any bound: split the widest side
 
     def outcome(verdict: str, cex=None, message: str = "") -> BabOutcome:
         worst = float(score.min()) if score.numel() else float("inf")
@@ -87,31 +113,38 @@ def input_split_bab(graph: Graph, spec: SpecTensors, *, config: BabConfig,
             pick = torch.topk(score, k, largest=False).indices
             keep = torch.ones(rows.numel(), dtype=torch.bool, device=lo.device)
             keep[pick] = False
-            p_lo, p_hi, p_rows = lo[pick], hi[pick], rows[pick]
+            p_lo, p_hi, p_rows, p_dims = lo[pick], hi[pick], rows[pick], dim_score[pick]
             lo, hi, rows, score = lo[keep], hi[keep], rows[keep], score[keep]
+            dim_score = dim_score[keep]
 
-            c_lo, c_hi = _halves(p_lo, p_hi)
-            c_rows = p_rows.repeat_interleave(2 * n)
+            if lookahead:
+                c_lo, c_hi = _halves(p_lo, p_hi)
+                c_rows = p_rows.repeat_interleave(2 * n)
+            else:
+                c_lo, c_hi = _halves_along(p_lo, p_hi, torch.argmax(p_dims, dim=1))
+                c_rows = p_rows.repeat_interleave(2)
             c_spec = spec.take(c_rows, c_lo, c_hi)
             t = time.monotonic()
-            c_margin, c_proven = _bound(graph, c_spec, method, deadline, margin)
+            c_margin, c_proven, c_dims = _bound(graph, c_spec, method, deadline, margin,
+                                                scores=not lookahead)
             bound_time += time.monotonic() - t
             visited += c_rows.numel()
 
-            # choose, per box, the dimension whose worse child is best (proven counts as +inf)
-            eff = c_margin.masked_fill(c_proven, float("inf")).view(k, n, 2)
-            worse = eff.min(dim=2).values
-            # ties (e.g. both children proven, or nothing changes): prefer the widest side
-            width = (p_hi - p_lo)
-            best_dim = torch.argmax(worse + 1e-12 * width / width.amax(1, keepdim=True), dim=1)
-            chosen = (torch.arange(k, device=lo.device) * n + best_dim)[:, None] * 2 \
-                + torch.arange(2, device=lo.device)[None, :]
-            chosen = chosen.reshape(-1)
-            k_lo, k_hi, k_rows = c_lo[chosen], c_hi[chosen], c_rows[chosen]
-            k_margin, k_proven = c_margin[chosen], c_proven[chosen]
-            alive = ~k_proven
-            k_lo, k_hi, k_rows, k_margin = k_lo[alive], k_hi[alive], k_rows[alive], \
-                k_margin[alive]
+            if lookahead:
+                # per box, the dimension whose worse child is best (proven counts as +inf)
+                eff = c_margin.masked_fill(c_proven, float("inf")).view(k, n, 2)
+                worse = eff.min(dim=2).values
+                # ties (e.g. both children proven, or nothing changes): prefer the widest side
+                width = p_hi - p_lo
+                best = torch.argmax(worse + 1e-12 * width / width.amax(1, keepdim=True), dim=1)
+                chosen = ((torch.arange(k, device=lo.device) * n + best)[:, None] * 2
+                          + torch.arange(2, device=lo.device)[None, :]).reshape(-1)
+                c_lo, c_hi, c_rows = c_lo[chosen], c_hi[chosen], c_rows[chosen]
+                c_margin, c_proven = c_margin[chosen], c_proven[chosen]
+                c_dims = c_hi - c_lo
+            alive = ~c_proven
+            k_lo, k_hi, k_rows = c_lo[alive], c_hi[alive], c_rows[alive]
+            k_margin, k_dims = c_margin[alive], c_dims[alive]
 
             if k_rows.numel():
                 cex = _falsify_centres(graph, spec, k_lo, k_hi, k_rows, confirm)
@@ -119,6 +152,7 @@ def input_split_bab(graph: Graph, spec: SpecTensors, *, config: BabConfig,
                     return outcome("sat", cex)
             lo, hi = torch.cat([lo, k_lo]), torch.cat([hi, k_hi])
             rows, score = torch.cat([rows, k_rows]), torch.cat([score, k_margin])
+            dim_score = torch.cat([dim_score, k_dims])
             rounds += 1
             if rounds % ATTACK_EVERY == 0 and rows.numel():
                 cex = _attack_worst(graph, spec, lo, hi, rows, score, confirm, deadline)
