@@ -37,6 +37,10 @@ class InstanceRun:
     wall_s: float
     startup_s: float
     message: str = ""
+    domains: int = 0
+    domains_per_s: float = 0.0
+    reference: str = ""  # the reference tool's verdict on this instance (--subset)
+    reference_s: float = float("nan")
 
     @property
     def wrong(self) -> bool:
@@ -45,6 +49,7 @@ class InstanceRun:
 
 
 def find_benchmarks(root: Path) -> list[Path]:
+    """Folders under ``root`` (or ``root`` itself) that hold an ``instances.csv``."""
     return sorted(p.parent for p in root.rglob("instances.csv"))
 
 
@@ -73,9 +78,19 @@ def select(rows: list, limit: int | None) -> list:
     return [rows[int(i * step)] for i in range(limit)]
 
 
+def read_subset(path: Path) -> dict[tuple[str, str, str], tuple[str, float]]:
+    """Instances listed in a reference results CSV (``benchmark,onnx,vnnlib,result,wall_s``):
+    (benchmark folder name, onnx, vnnlib) -> (reference verdict, reference seconds)."""
+    out = {}
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            out[(r["benchmark"], r["onnx"], r["vnnlib"])] = (r["result"], float(r["wall_s"]))
+    return out
+
+
 def run_instance(bench: Path, onnx: str, vnnlib: str, timeout: float, extra: list[str]
-                 ) -> tuple[str, float, float, str]:
-    """Run one instance as a subprocess; returns (verdict, wall, start-up, message)."""
+                 ) -> tuple[str, float, float, str, dict]:
+    """Run one instance as a subprocess; returns (verdict, wall, start-up, message, stats)."""
     with tempfile.TemporaryDirectory() as tmp:
         result, stats = Path(tmp, "result.txt"), Path(tmp, "stats.json")
         cmd = [sys.executable, "-m", "planecut", "verify", str(bench / onnx),
@@ -86,22 +101,23 @@ def run_instance(bench: Path, onnx: str, vnnlib: str, timeout: float, extra: lis
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
             err = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
         except subprocess.TimeoutExpired:
-            return "hung", time.monotonic() - t, float("nan"), "no answer within timeout + 30 s"
+            return ("hung", time.monotonic() - t, float("nan"), "no answer within timeout + 30 s",
+                    {})
         wall = time.monotonic() - t
         verdict = result.read_text().split("\n", 1)[0].strip() if result.exists() else "none"
-        startup = float("nan")
+        startup, data = float("nan"), {}
         if stats.exists():
             data = json.loads(stats.read_text())
             tm = data.get("timings", {})
             # process start to model loaded: everything before the first attack/bound step
             after_load = data["seconds"] - sum(tm.get(k, 0.0) for k in ("parse", "import", "load"))
             startup = wall - after_load
-        return verdict, wall, startup, err
+        return verdict, wall, startup, err, data.get("stats", {})
 
 
 def summarise(runs: list[InstanceRun]) -> str:
     lines = [f"{'benchmark':<28} {'n':>4} {'unsat':>5} {'sat':>4} {'unkn':>5} {'t/o':>4} "
-             f"{'err':>4} {'WRONG':>5} {'med s':>6} {'tot s':>7} {'startup':>7}"]
+             f"{'err':>4} {'WRONG':>5} {'med s':>6} {'tot s':>7} {'startup':>7} {'dom/s':>7}"]
     by: dict[str, list[InstanceRun]] = {}
     for r in runs:
         by.setdefault(r.benchmark, []).append(r)
@@ -112,8 +128,24 @@ def summarise(runs: list[InstanceRun]) -> str:
         lines.append(f"{name:<28} {len(rs):>4} {c('unsat'):>5} {c('sat'):>4} {c('unknown'):>5} "
                      f"{c('timeout'):>4} {sum(r.verdict in ('error', 'none', 'hung') for r in rs):>4} "
                      f"{sum(r.wrong for r in rs):>5} {statistics.median(walls):>6.2f} "
-                     f"{sum(walls):>7.1f} {statistics.median(ups) if ups else float('nan'):>7.2f}")
+                     f"{sum(walls):>7.1f} {statistics.median(ups) if ups else float('nan'):>7.2f} "
+                     f"{_median_rate(rs):>7.0f}")
+        refs = [r for r in rs if r.reference]
+        if refs:
+            solved = lambda v: v in ("sat", "unsat")  # noqa: E731
+            both = [r for r in refs if solved(r.verdict) and solved(r.reference)]
+            lines.append(
+                f"{'  vs reference':<28} solved {sum(solved(r.verdict) for r in refs)} vs "
+                f"{sum(solved(r.reference) for r in refs)}; on the {len(both)} both solve: "
+                f"{sum(r.wall_s for r in both):.1f}s vs {sum(r.reference_s for r in both):.1f}s; "
+                f"only we: {sum(solved(r.verdict) and not solved(r.reference) for r in refs)}, "
+                f"only reference: {sum(solved(r.reference) and not solved(r.verdict) for r in refs)}")
     return "\n".join(lines)
+
+
+def _median_rate(rs: list[InstanceRun]) -> float:
+    rates = [r.domains_per_s for r in rs if r.domains]
+    return statistics.median(rates) if rates else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,8 +159,14 @@ def main(argv: list[str] | None = None) -> int:
                     "listed")
     ap.add_argument("--csv", type=Path, help="write per-instance rows to this CSV")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--subset", type=Path, help="only the instances listed in this reference "
+                    "results CSV (benchmark,onnx,vnnlib,result,wall_s), compared with it")
+    ap.add_argument("--config", type=Path, help="YAML config passed to planecut verify")
     args = ap.parse_args(argv)
     extra = ["--device", args.device] if args.device else []
+    if args.config:
+        extra += ["--config", str(args.config)]
+    subset = read_subset(args.subset) if args.subset else None
     runs: list[InstanceRun] = []
     benches = [b for b in find_benchmarks(args.root)
                if not args.benchmarks or b.name in args.benchmarks]
@@ -138,11 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     for bench in benches:
         expected = read_expected(bench)
         name = f"{bench.parent.name}/{bench.name}"
-        for onnx, vnnlib, t_inst in select(read_instances(bench), args.limit):
+        rows = read_instances(bench)
+        if subset is not None:
+            rows = [r for r in rows if (bench.name, r[0], r[1]) in subset]
+        for onnx, vnnlib, t_inst in select(rows, args.limit):
             timeout = args.timeout or t_inst
-            verdict, wall, up, msg = run_instance(bench, onnx, vnnlib, timeout, extra)
+            verdict, wall, up, msg, st = run_instance(bench, onnx, vnnlib, timeout, extra)
+            ref = subset.get((bench.name, onnx, vnnlib), ("", float("nan"))) if subset else \
+                ("", float("nan"))
             run = InstanceRun(name, onnx, vnnlib, verdict, expected.get((onnx, vnnlib), ""),
-                              wall, up, msg if verdict in ("error", "none", "hung") else "")
+                              wall, up, msg if verdict in ("error", "none", "hung") else "",
+                              int(st.get("bab_domains", 0)),
+                              float(st.get("bab_domains_per_second", 0.0)), ref[0], ref[1])
             runs.append(run)
             flag = "  <-- CONTRADICTS expected.csv" if run.wrong else ""
             print(f"{name} {onnx} {vnnlib}: {verdict} ({wall:.2f}s, start-up {up:.2f}s)"
