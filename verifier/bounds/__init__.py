@@ -7,12 +7,14 @@ ReLU layer (neuron identity ``(relu_layer, flat_index)``). Modules, one job each
 * :mod:`.linear_backward` — transposed maps of linear nodes (CROWN through affine ops);
 * :mod:`.relaxations` — linear relaxations of ReLU, sigmoid/tanh and max-pool;
 * :mod:`.crown` — the backward pass on the DAG and the intermediate-bound sweep;
-* :mod:`.alpha_crown` — slope optimisation;
+* :mod:`.alpha_crown` — slope (and split multiplier) optimisation;
+* :mod:`.beta_crown` — ReLU split constraints: clamping and Lagrange multipliers;
 * :mod:`.plan` — static graph facts (ancestry, orders, where IBP is exact);
 * :mod:`.compute` — the public API.
 """
 
 from planecut.verifier.bounds.compute import compute_bounds, relu_layer_bounds
-from planecut.verifier.bounds.types import AlphaOptions, BoundResult
+from planecut.verifier.bounds.types import AlphaOptions, BoundCoefficients, BoundResult
 
-__all__ = ["AlphaOptions", "BoundResult", "compute_bounds", "relu_layer_bounds"]
+__all__ = ["AlphaOptions", "BoundCoefficients", "BoundResult", "compute_bounds",
+           "relu_layer_bounds"]

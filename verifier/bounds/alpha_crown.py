@@ -18,11 +18,18 @@ Slope layout (``BoundResult.alphas``, accepted back as ``alpha_init``)::
 ``K'`` is ``K`` (rows of ``C``), or ``2K`` with ``need_upper`` (rows of ``C`` then of ``−C``);
 an intermediate target's ``2k`` rows are its ``k`` selected neurons' lower-bound rows then
 upper-bound rows. Warm-start tensors whose shape does not fit (batch 1 broadcasts) are ignored.
+
+With split constraints (``ctx.split_signs``, see :mod:`.beta_crown`) the final bound also
+gets multipliers ``β >= 0`` per (domain, row, split neuron), optimised in the same loop with
+their own learning rate (``AlphaOptions.lr_beta``) and projected onto ``β >= 0`` after each
+step; intermediate bounds never use them (they are sound without). Like the final slopes, the
+best multipliers are kept per (domain, row).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -33,8 +40,10 @@ from planecut.verifier.bounds.crown import (
     backward_bound,
     crown_rows,
     make_relaxation,
+    select_domains,
     tighten,
 )
+from planecut.verifier.bounds.beta_crown import initial_betas
 from planecut.verifier.bounds.relaxations import ReluRelaxation
 from planecut.verifier.bounds.types import AlphaOptions
 
@@ -48,6 +57,7 @@ class AlphaOutcome:
     lower: Tensor  # (B, K') best lower bound seen per element
     intermediate: dict[str, Interval]  # tightest intermediate bounds seen
     alphas: dict
+    betas: dict[str, Tensor] | None = None  # best split multipliers, by ReLU name
 
 
 def _initial_slope(relax: ReluRelaxation, rows: int, init: Tensor | None) -> Tensor:
@@ -85,7 +95,7 @@ def _rebuild(ctx: BoundContext, state: IntermediateState, targets: dict[str, Ten
     with the CROWN/IBP bounds; the other nonlinear nodes keep their bounds."""
     relax = dict(state.relaxations)
     it_ctx = BoundContext(ctx.plan, ctx.x_lower, ctx.x_upper, relax, ctx.deadline,
-                          ctx.chunk_elements)
+                          ctx.chunk_elements, ctx.split_signs)
     inter = dict(state.intermediate)
     for node in ctx.plan.nonlinear_nodes:
         rows = targets.get(node.name)
@@ -100,12 +110,17 @@ def _rebuild(ctx: BoundContext, state: IntermediateState, targets: dict[str, Ten
 
 
 def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_out: Tensor,
-                start_lower: Tensor, options: AlphaOptions, alpha_init: dict | None = None
-                ) -> AlphaOutcome:
+                start_lower: Tensor, options: AlphaOptions, alpha_init: dict | None = None,
+                beta_init: dict | None = None,
+                done: Callable[[Tensor], Tensor] | None = None) -> AlphaOutcome:
     """Maximise the lower bounds of ``lam_out · output`` (sum over rows and domains).
 
     ``start_lower`` ``(B, K')`` is a sound bound already known (CROWN ∩ IBP); the result is
-    never looser, element by element.
+    never looser, element by element. With split signs in ``ctx``, multipliers ``β`` are
+    optimised too (warm start ``beta_init``). ``done(best_lower)`` returns a ``(B,)`` bool
+    tensor of domains that need no more work (e.g. proven): the optimisation ends once all
+    are done, and when only the final bound is optimised, done domains leave the batch once
+    they are at least :data:`SHRINK_FRACTION` of it (:func:`_optimise_final`).
     """
     plan = ctx.plan
     init = alpha_init or {}
@@ -128,19 +143,26 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
             for relu in plan.relus_on_path(src)
             if state.relaxations[relu.name].index.numel() > 0}
 
+    betas = initial_betas(ctx.split_signs, rows_out, beta_init)
     params = list(final.values()) + [a for s in per_target.values() for a in s.values()]
     best_lower = start_lower.detach().clone()
     best_inter = {k: (lo.detach().clone(), hi.detach().clone())
                   for k, (lo, hi) in state.intermediate.items()}
     best_final = {k: a.detach().clone() for k, a in final.items()}
     best_target = {t: {k: a.detach().clone() for k, a in s.items()} for t, s in per_target.items()}
+    best_beta = {k: b.detach().clone() for k, b in betas.items()}
     best_domain_total = torch.full((ctx.batch,), -float("inf"), dtype=best_lower.dtype,
                                    device=best_lower.device)
-    if not params:
-        return AlphaOutcome(best_lower, best_inter, _pack(best_final, best_target))
+    beta_params = list(betas.values())
+    if not params and not beta_params:
+        return AlphaOutcome(best_lower, best_inter, _pack(best_final, best_target), best_beta)
 
-    opt = torch.optim.Adam(params, lr=options.lr)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, options.lr_decay)
+    if not targets:
+        _optimise_final(ctx, state.relaxations, output, lam_out, final, betas, best_lower,
+                        best_final, best_beta, options, done)
+        return AlphaOutcome(best_lower, best_inter, _pack(best_final, best_target), best_beta)
+
+    opt, sched = _adam(params, beta_params, options)
     best_total = -float("inf")
     stall = 0
     for it in range(options.iterations + 1):
@@ -148,10 +170,14 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
         stepping = it < options.iterations
         with torch.set_grad_enabled(stepping):
             it_ctx, inter = _rebuild(ctx, state, targets, per_target)
-            lower = backward_bound(it_ctx, output, lam_out, final)
+            lower = backward_bound(it_ctx, output, lam_out, final, betas)
         with torch.no_grad():
-            _keep_best(lower, inter, final, per_target, best_lower, best_inter, best_final,
-                       best_target, best_domain_total)
+            per_row = [(final[k], best_final[k]) for k in final] + \
+                [(betas[k], best_beta[k]) for k in betas]
+            _keep_best(lower, inter, per_row, per_target, best_lower, best_inter, best_target,
+                       best_domain_total)
+            if done is not None and bool(done(best_lower).all()):
+                break
             total = float(lower.sum())
             if total > best_total + 1e-7 * (1.0 + abs(best_total)):
                 best_total, stall = total, 0
@@ -166,21 +192,145 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
         with torch.no_grad():
             for a in params:
                 a.clamp_(0, 1)
-    return AlphaOutcome(best_lower, best_inter, _pack(best_final, best_target))
+            for b in beta_params:
+                b.clamp_(min=0)
+    return AlphaOutcome(best_lower, best_inter, _pack(best_final, best_target), best_beta)
 
 
-def _keep_best(lower: Tensor, inter: dict[str, Interval], final: Slopes,
+def _adam(alphas: list[Tensor], betas: list[Tensor], options: AlphaOptions,
+          lrs: tuple[float, float] | None = None):
+    """Adam with one group for the slopes and one for the multipliers, and its decay."""
+    lr_a, lr_b = lrs or (options.lr, options.lr_beta)
+    groups = []
+    if alphas:
+        groups.append({"params": alphas, "lr": lr_a})
+    if betas:
+        groups.append({"params": betas, "lr": lr_b})
+    opt = torch.optim.Adam(groups)
+    return opt, torch.optim.lr_scheduler.ExponentialLR(opt, options.lr_decay)
+
+
+# once at least this fraction of the active domains is done, they leave the batch
+SHRINK_FRACTION = 0.2
+
+
+def _optimise_final(ctx: BoundContext, relaxations: dict, output: str, lam_out: Tensor,
+                    final: Slopes, betas: Slopes, best_lower: Tensor, best_final: Slopes,
+                    best_beta: Slopes, options: AlphaOptions,
+                    done: Callable[[Tensor], Tensor] | None) -> None:
+    """The optimisation loop when only the final bound's slopes and multipliers move (all
+    intermediate bounds fixed: the branch-and-bound case). Updates the ``best_*`` tensors in
+    place.
+
+    Domains reported done (e.g. proven) stop costing anything: once they are at least
+    :data:`SHRINK_FRACTION` of the active batch, the batch is cut down to the others — their
+    context rows, parameters and Adam moments — and the loop goes on with those.
+    """
+    active = torch.arange(ctx.batch, device=best_lower.device)
+    sub = BoundContext(ctx.plan, ctx.x_lower, ctx.x_upper, dict(relaxations), ctx.deadline,
+                       ctx.chunk_elements, ctx.split_signs)
+    lam = lam_out
+    opt, sched = _adam(list(final.values()), list(betas.values()), options)
+    best_total = -float("inf")
+    stall = 0
+    for it in range(options.iterations + 1):
+        check_deadline(ctx.deadline)
+        stepping = it < options.iterations
+        with torch.set_grad_enabled(stepping):
+            lower = backward_bound(sub, output, lam, final, betas)
+        finished = None
+        with torch.no_grad():
+            pairs = [(final[k], best_final[k]) for k in final] + \
+                [(betas[k], best_beta[k]) for k in betas]
+            _keep_best_rows(lower, active, pairs, best_lower)
+            if done is not None:
+                finished = done(best_lower)[active]
+                if bool(finished.all()):
+                    break
+            total = float(lower.sum())
+            if total > best_total + 1e-7 * (1.0 + abs(best_total)):
+                best_total, stall = total, 0
+            else:
+                stall += 1
+        if not stepping or stall >= options.early_stop_patience or not lower.requires_grad:
+            break
+        opt.zero_grad(set_to_none=True)
+        (-lower.sum()).backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for a in final.values():
+                a.clamp_(0, 1)
+            for b in betas.values():
+                b.clamp_(min=0)
+        if finished is not None and float(finished.float().mean()) >= SHRINK_FRACTION:
+            keep = (~finished).nonzero().flatten()
+            active = active[keep]
+            sub = select_domains(sub, keep)
+            lam = lam[keep] if lam.shape[0] > 1 else lam
+            final, betas, opt, sched = _select_params(final, betas, opt, keep, options)
+            best_total, stall = -float("inf"), 0
+
+
+def _keep_best_rows(lower: Tensor, active: Tensor, pairs: list[tuple[Tensor, Tensor]],
+                    best_lower: Tensor) -> None:
+    """Per (domain, row) best bound and parameters, for the ``active`` domains (rows of
+    ``lower`` and of the current parameters) of the full ``best_*`` tensors."""
+    lower = lower.detach()
+    full = lower.shape[0] == best_lower.shape[0]
+    old = best_lower if full else best_lower[active]
+    better = lower > old
+    new = torch.where(better, lower, old)
+    if full:
+        best_lower.copy_(new)
+    else:
+        best_lower[active] = new
+    for a, best in pairs:
+        mask = better.view(*better.shape, *([1] * (a.dim() - 2)))
+        if full:
+            best.copy_(torch.where(mask, a.detach(), best))
+        else:
+            best[active] = torch.where(mask, a.detach(), best[active])
+
+
+def _select_params(final: Slopes, betas: Slopes, opt: torch.optim.Adam, keep: Tensor,
+                   options: AlphaOptions):
+    """The parameters' rows ``keep`` as new leaves, with an Adam that continues from the
+    kept rows' moments and the current learning rates."""
+    lrs = [g["lr"] for g in opt.param_groups]
+    lr_a = lrs[0] if final else options.lr
+    lr_b = lrs[-1] if betas else options.lr_beta
+
+    def cut(params: Slopes) -> Slopes:
+        return {k: p.detach()[keep].clone().requires_grad_(True) for k, p in params.items()}
+
+    new_final, new_betas = cut(final), cut(betas)
+    new_opt, sched = _adam(list(new_final.values()), list(new_betas.values()), options,
+                           (lr_a, lr_b))
+    old_params = list(final.values()) + list(betas.values())
+    new_params = list(new_final.values()) + list(new_betas.values())
+    for p, q in zip(old_params, new_params):
+        st = opt.state.get(p)
+        if not st:
+            continue
+        new_opt.state[q] = {k: (v[keep].clone() if torch.is_tensor(v) and v.dim() > 0
+                                and v.shape[0] == p.shape[0] else v) for k, v in st.items()}
+    return new_final, new_betas, new_opt, sched
+
+
+def _keep_best(lower: Tensor, inter: dict[str, Interval], per_row: list[tuple[Tensor, Tensor]],
                per_target: dict[str, Slopes], best_lower: Tensor,
-               best_inter: dict[str, Interval], best_final: Slopes,
-               best_target: dict[str, Slopes], best_domain_total: Tensor) -> None:
-    """Update, in place, the best bounds seen (per element) and the slopes that gave them
-    (final slopes per (domain, row); intermediate slopes per domain, by its summed bound)."""
+               best_inter: dict[str, Interval], best_target: dict[str, Slopes],
+               best_domain_total: Tensor) -> None:
+    """Update, in place, the best bounds seen (per element) and the parameters that gave them:
+    ``per_row`` pairs (current, best) of per-(domain, row) parameters (final slopes, split
+    multipliers); intermediate slopes per domain, by its summed bound."""
     lower = lower.detach()
     row_better = lower > best_lower
     best_lower.copy_(torch.where(row_better, lower, best_lower))
-    for name, a in final.items():
+    for a, best in per_row:
         mask = row_better.view(*row_better.shape, *([1] * (a.dim() - 2)))
-        best_final[name].copy_(torch.where(mask, a.detach(), best_final[name]))
+        best.copy_(torch.where(mask, a.detach(), best))
     for name, (lo, hi) in inter.items():
         blo, bhi = best_inter[name]
         best_inter[name] = (torch.maximum(blo, lo.detach()), torch.minimum(bhi, hi.detach()))

@@ -1,24 +1,27 @@
-"""The bounds module's entry point: :func:`compute_bounds` (IBP, CROWN, alpha-CROWN)."""
+"""The bounds module's entry point: :func:`compute_bounds` (IBP, CROWN, alpha-CROWN and
+beta-CROWN when split constraints are given)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from planecut.errors import check_deadline
 from planecut.verifier.bounds.alpha_crown import alpha_crown
+from planecut.verifier.bounds.beta_crown import split_signs
 from planecut.verifier.bounds.crown import (
     DEFAULT_CHUNK_ELEMENTS,
+    BackwardRecord,
     BoundContext,
     backward_bound,
     intermediate_sweep,
 )
 from planecut.verifier.bounds.ibp import concretize_interval
 from planecut.verifier.bounds.plan import GraphPlan
-from planecut.verifier.bounds.types import AlphaOptions, BoundResult
+from planecut.verifier.bounds.types import AlphaOptions, BoundCoefficients, BoundResult
 from planecut.verifier.graph.ir import Graph
 
 Tensor = torch.Tensor
@@ -31,7 +34,12 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
                    intermediate: Mapping[str, Interval] | None = None,
                    deadline: float | None = None, need_upper: bool = False,
                    alpha_init: dict | None = None,
-                   chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> BoundResult:
+                   chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+                   splits: Sequence[Tensor | None] | None = None,
+                   beta_init: dict | None = None,
+                   return_coeffs: bool = False,
+                   done: Callable[[Tensor], Tensor] | None = None,
+                   known_bounds: Mapping[str, Interval] | None = None) -> BoundResult:
     """Bounds on ``C·y``, ``y = graph(x)``, for every input box ``[x_lower[b], x_upper[b]]``.
 
     Args:
@@ -51,11 +59,36 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
         need_upper: also bound ``C·y`` from above (computed as ``−lower(−C·y)``).
         alpha_init: slopes from an earlier ``BoundResult.alphas`` (alpha-CROWN warm start).
         chunk_elements: memory cap, in tensor elements, for one chunk of intermediate rows.
+        splits: beta-CROWN split constraints, one int8 tensor ``(B or 1, n_l)`` per ReLU layer
+            in ``graph.relu_nodes`` order (None entries: no split in that layer): ``+1`` asserts
+            ``z >= 0``, ``−1`` asserts ``z <= 0``, ``0`` leaves the neuron free. The split
+            neurons' bounds are clamped (given ones too; branch and bound passes them clamped
+            already) and, with ``"alpha-crown"``, multipliers ``β >= 0`` are optimised with the
+            slopes (learning rate ``alpha.lr_beta``). Bounds hold for the inputs of the box
+            that satisfy every split. Intermediate bounds never use ``β``.
+        beta_init: multipliers from an earlier ``BoundResult.betas`` (warm start; entries for
+            neurons not split here are ignored, batch 1 broadcasts).
+        return_coeffs: also return the final bound's backward coefficients
+            (:class:`BoundCoefficients`: on each ReLU's output and input, and on the input),
+            at the cost of one more backward pass (not for ``"ibp"``).
+        done: called with the best lower bounds ``(B, K')`` after each alpha/beta iteration;
+            returns a ``(B,)`` bool tensor of the domains that need no more optimisation (e.g.
+            proven). The optimisation ends when all are done; when only the final bound is
+            optimised (all intermediate bounds given), done domains also leave the batch as
+            they accumulate, so they stop costing time.
+        known_bounds: bounds on nonlinear nodes' inputs (same layout as ``intermediate``) that
+            hold anyway — e.g. a parent domain's in branch and bound: the bounds computed for
+            nodes not in ``intermediate`` are intersected with them (and CROWN skips the
+            neurons they already make stable). Soundness is the caller's responsibility.
+
+    When every nonlinear node's bounds are given only the final bound is computed: no
+    intermediate CROWN pass, and alpha-/beta-CROWN optimise the final bound's slopes and
+    multipliers only (the branch-and-bound fast path).
 
     Returns:
         :class:`BoundResult` with ``lower``/``upper`` ``(B, K)`` (the tighter of the method's
-        bound and IBP's), ``intermediate`` for every nonlinear node, and ``alphas`` for
-        alpha-CROWN.
+        bound and IBP's), ``intermediate`` for every nonlinear node (clamped by ``splits``),
+        ``alphas`` for alpha-CROWN, ``betas`` with ``splits`` and ``coeffs`` on request.
     """
     check_deadline(deadline)
     if method not in METHODS:
@@ -67,28 +100,70 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
     xu = x_upper.reshape(batch, *graph.input_shape).to(xl)
     rows, k = _spec_rows(graph, C, batch, need_upper, xl)
     given = _given_bounds(plan, intermediate or {}, batch, xl)
+    known = _given_bounds(plan, known_bounds or {}, batch, xl)
     out_shape = graph.output_shape
     lam_out = rows.view(rows.shape[0], rows.shape[1], *out_shape)
+    signs = split_signs(graph, splits, batch, xl) if splits is not None else {}
 
     with torch.no_grad():
-        ctx = BoundContext(plan, xl, xu, {}, deadline, chunk_elements)
-        state = intermediate_sweep(ctx, given, use_crown=method != "ibp")
+        ctx = BoundContext(plan, xl, xu, {}, deadline, chunk_elements, signs)
+        state = intermediate_sweep(ctx, given, use_crown=method != "ibp", known=known)
         out_lo, out_hi = state.intervals[graph.output_name]
         lower_rows = concretize_interval(rows, out_lo.reshape(batch, -1),
                                          out_hi.reshape(batch, -1))
-        if method != "ibp":
+        # with splits and a warm start (branch and bound) the first alpha/beta iteration
+        # starts from the parent's slopes and multipliers; a plain CROWN pass before it would
+        # cost one more backward pass per call for a bound that is rarely the better one
+        warm_split = method == "alpha-crown" and splits is not None and alpha_init is not None
+        if method != "ibp" and not warm_split:
             crown = backward_bound(ctx, graph.output_name, lam_out)
             lower_rows = torch.maximum(lower_rows, crown)
 
     inter = state.intermediate
-    alphas = None
+    alphas = betas = None
     if method == "alpha-crown":
         outcome = alpha_crown(ctx, state, graph.output_name, lam_out, lower_rows,
-                              alpha or AlphaOptions(), alpha_init)
+                              alpha or AlphaOptions(), alpha_init, beta_init, done)
         lower_rows, inter, alphas = outcome.lower, outcome.intermediate, outcome.alphas
+        betas = outcome.betas if signs else None
+    coeffs = None
+    if return_coeffs and method != "ibp":
+        lower_rows, coeffs = _final_coefficients(ctx, state, graph, lam_out, lower_rows,
+                                                 inter, alphas, betas)
     upper = -lower_rows[:, k:] if need_upper else None
     return BoundResult(lower=lower_rows[:, :k], upper=upper, intermediate=dict(inter),
-                       alphas=alphas)
+                       alphas=alphas, betas=betas, coeffs=coeffs)
+
+
+def _final_coefficients(ctx: BoundContext, state, graph: Graph, lam_out: Tensor,
+                        lower_rows: Tensor, inter: Mapping[str, Interval], alphas: dict | None,
+                        betas: dict | None) -> tuple[Tensor, BoundCoefficients]:
+    """One more backward pass of the final bound, with the returned intermediate bounds,
+    slopes and multipliers, recording its coefficients. Its (sound) bound is folded into
+    ``lower_rows``."""
+    from planecut.verifier.bounds.crown import make_relaxation
+
+    relax = dict(state.relaxations)
+    for name, (lo, hi) in inter.items():
+        if name in relax and inter is not state.intermediate:
+            relax[name] = make_relaxation(graph.node(name), lo, hi)
+    pass_ctx = dataclasses.replace(ctx, relaxations=relax)
+    final = {name: a["final"] for name, a in (alphas or {}).items()
+             if a.get("final") is not None}
+    record = BackwardRecord()
+    with torch.no_grad():
+        lower = backward_bound(pass_ctx, graph.output_name, lam_out, final or None, betas,
+                               record)
+    batch = ctx.batch
+
+    def flat(t: Tensor) -> Tensor:
+        return t.expand(batch, *t.shape[1:]).reshape(batch, t.shape[1], -1)
+
+    coeffs = BoundCoefficients(
+        relu_output={k: flat(v) for k, v in record.relu_output.items()},
+        relu_input={k: flat(v) for k, v in record.relu_input.items()},
+        input=None if record.input is None else flat(record.input))
+    return torch.maximum(lower_rows, lower), coeffs
 
 
 def relu_layer_bounds(graph: Graph, intermediate: Mapping[str, Interval]

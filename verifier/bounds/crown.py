@@ -17,12 +17,14 @@ that are the same for every domain stay un-expanded until a relaxation makes the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Union
 
 import torch
 
 from planecut.errors import check_deadline
+from planecut.verifier.bounds.beta_crown import add_split_terms, clamp_to_splits
 from planecut.verifier.bounds.ibp import ibp_node
 from planecut.verifier.bounds.linear_backward import backward_linear, bias_term
 from planecut.verifier.bounds.plan import GraphPlan, is_nonlinear
@@ -82,10 +84,48 @@ class BoundContext:
     relaxations: dict[str, Relaxation] = field(default_factory=dict)  # by nonlinear node name
     deadline: float | None = None
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+    # beta-CROWN: split signs (B, 1, *shape) by ReLU node name (see :mod:`.beta_crown`)
+    split_signs: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
         return self.x_lower.shape[0]
+
+
+@dataclass
+class BackwardRecord:
+    """Coefficients a backward pass met on the way (what branching heuristics and
+    falsification need), filled by :func:`backward_bound` when given.
+
+    ``relu_output[name]``: coefficient on the ReLU's output ``y`` before relaxation;
+    ``relu_input[name]``: coefficient on its input ``z`` after relaxation (and split terms);
+    ``input``: coefficient on the network input before concretisation. All ``(Bλ, K, *shape)``
+    with ``Bλ ∈ {1, B}``; a tensor the pass never reached is absent (None for the input).
+    """
+
+    relu_output: dict[str, Tensor] = field(default_factory=dict)
+    relu_input: dict[str, Tensor] = field(default_factory=dict)
+    input: Tensor | None = None
+
+
+def select_domains(ctx: BoundContext, keep: Tensor) -> BoundContext:
+    """``ctx`` restricted to the domains ``keep`` (rows of every per-domain tensor: the input
+    box, the relaxations' fields with a batch dimension, the split signs). Index tensors of the
+    relaxations (unstable positions over the old batch) stay: a superset is still valid."""
+    batch = ctx.batch
+
+    def cut(t):
+        if torch.is_tensor(t) and t.dim() >= 2 and t.shape[0] == batch and batch > 1:
+            return t[keep]
+        return t
+
+    relaxations = {}
+    for name, relax in ctx.relaxations.items():
+        relaxations[name] = dataclasses.replace(
+            relax, **{f.name: cut(getattr(relax, f.name)) for f in dataclasses.fields(relax)})
+    return BoundContext(ctx.plan, ctx.x_lower[keep], ctx.x_upper[keep], relaxations,
+                        ctx.deadline, ctx.chunk_elements,
+                        {k: cut(v) for k, v in ctx.split_signs.items()})
 
 
 def concretize_input(lam: Tensor, x_lower: Tensor, x_upper: Tensor) -> Tensor:
@@ -98,11 +138,16 @@ def concretize_input(lam: Tensor, x_lower: Tensor, x_upper: Tensor) -> Tensor:
 
 
 def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
-                   alphas: Mapping[str, Tensor] | None = None) -> Tensor:
+                   alphas: Mapping[str, Tensor] | None = None,
+                   betas: Mapping[str, Tensor] | None = None,
+                   record: BackwardRecord | None = None) -> Tensor:
     """Lower bound ``(B, K)`` of ``Λ·t`` over the input box, ``Λ`` ``(Bλ, K, *t.shape)``.
 
     Every nonlinear ancestor of ``t`` must have a relaxation in ``ctx``; ``alphas`` (by ReLU
-    node name, ``(B, K, *shape)``) replace the default lower slopes of unstable ReLUs.
+    node name, ``(B, K, *shape)``) replace the default lower slopes of unstable ReLUs;
+    ``betas`` (same layout, ``>= 0``) are split multipliers: at a split ReLU's input the
+    coefficient becomes ``Λ − β·s`` with ``s = ctx.split_signs`` (:mod:`.beta_crown`).
+    ``record`` collects the coefficients met on the way.
     """
     plan = ctx.plan
     pending: dict[str, Tensor] = {target: lam}
@@ -130,9 +175,17 @@ def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
         else:
             alpha = None if alphas is None else alphas.get(node.name)
             c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha)
+            beta = None if betas is None else betas.get(node.name)
+            if beta is not None:
+                c = add_split_terms(c, beta, ctx.split_signs[node.name])
+            if record is not None and isinstance(node, Relu):
+                record.relu_output[node.name] = coeff
+                record.relu_input[node.name] = c
             add_const(b)
             accumulate(node.inputs[0], c)
     coeff = pending.pop(plan.input_name, None)
+    if record is not None:
+        record.input = coeff
     if coeff is not None:
         add_const(concretize_input(coeff, ctx.x_lower, ctx.x_upper))
     if const is None:
@@ -215,16 +268,21 @@ class IntermediateState:
     refined: dict[str, Tensor]
 
 
-def intermediate_sweep(ctx: BoundContext, given: Mapping[str, Interval], use_crown: bool
-                       ) -> IntermediateState:
+def intermediate_sweep(ctx: BoundContext, given: Mapping[str, Interval], use_crown: bool,
+                       known: Mapping[str, Interval] | None = None) -> IntermediateState:
     """Bounds of every nonlinear node's input, in topological order.
 
     A bound given by the caller replaces the computed one (it is used as is, not
-    intersected). Otherwise IBP, then (``use_crown``) CROWN on the rows that need it unless IBP
-    is exact there, intersected with IBP. The tightened bounds also tighten the IBP interval of
-    that tensor for every later consumer. Fills ``ctx.relaxations`` as it goes.
+    intersected). Otherwise IBP, intersected with the ``known`` bounds of that node if any
+    (bounds that hold anyway, e.g. a parent domain's in branch and bound), then (``use_crown``)
+    CROWN on the rows that still need it unless IBP is exact there, intersected with that.
+    ReLU bounds are clamped by ``ctx.split_signs`` (beta-CROWN splits; a no-op on bounds
+    already clamped) before rows are selected, so split neurons are never recomputed. The
+    tightened bounds also tighten the IBP interval of that tensor for every later consumer.
+    Fills ``ctx.relaxations`` as it goes.
     """
     plan = ctx.plan
+    known = known or {}
     intervals: dict[str, Interval] = {plan.input_name: (ctx.x_lower, ctx.x_upper)}
     intermediate: dict[str, Interval] = {}
     refined: dict[str, Tensor] = {}
@@ -235,18 +293,24 @@ def intermediate_sweep(ctx: BoundContext, given: Mapping[str, Interval], use_cro
             intervals[node.name] = ibp_node(node, *(intervals[i] for i in node.inputs))
             continue
         src = node.inputs[0]
+        signs = ctx.split_signs.get(node.name)
         if node.name in given:
             lo, hi = given[node.name]
         elif src in done_tensors:
             lo, hi = done_tensors[src]
         else:
             lo, hi = intervals[src]
+            if node.name in known:
+                k_lo, k_hi = known[node.name]
+                lo, hi = torch.maximum(lo, k_lo), torch.minimum(hi, k_hi)
+            lo, hi = clamp_to_splits(lo, hi, signs)
             if use_crown and not plan.ibp_is_exact(src):
                 rows = select_rows(node, lo, hi)
                 if rows.numel() > 0:
                     lo, hi = tighten(lo, hi, rows, crown_rows(ctx, src, rows))
                     refined[node.name] = rows
             done_tensors[src] = (lo, hi)
+        lo, hi = clamp_to_splits(lo, hi, signs)
         intervals[src] = (lo, hi)
         intermediate[node.name] = (lo, hi)
         ctx.relaxations[node.name] = make_relaxation(node, lo, hi)

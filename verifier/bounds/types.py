@@ -15,6 +15,7 @@ class AlphaOptions:
 
     iterations: int = 20
     lr: float = 0.1
+    lr_beta: float = 0.05  # beta-CROWN split multipliers (used only when splits are given)
     lr_decay: float = 0.98
     early_stop_patience: int = 10
     # optimise the slopes used for intermediate (pre-activation) bounds too, not only the output
@@ -28,8 +29,8 @@ class AlphaOptions:
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise ValueError("AlphaOptions.iterations must be >= 0")
-        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError("AlphaOptions: lr must be > 0 and lr_decay in (0, 1]")
+        if self.lr <= 0 or self.lr_beta <= 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError("AlphaOptions: lr and lr_beta must be > 0, lr_decay in (0, 1]")
         if self.early_stop_patience < 1:
             raise ValueError("AlphaOptions.early_stop_patience must be >= 1")
 
@@ -42,10 +43,32 @@ class BoundResult:
     ``intermediate`` maps the name of every nonlinear node to ``(lower, upper)`` bounds on its
     *input* (pre-activation), each ``(B, *shape)`` — the bounds branch and bound splits on and
     the MIP encoding uses. ``alphas`` holds optimised slopes for warm starts (opaque to callers;
-    layout documented in :mod:`planecut.verifier.bounds.alpha_crown`).
+    layout documented in :mod:`planecut.verifier.bounds.alpha_crown`). ``betas`` holds the
+    split multipliers of beta-CROWN, ``{relu name: (B, K', *shape)}`` (accepted back as
+    ``beta_init``; see :mod:`planecut.verifier.bounds.beta_crown`). ``coeffs`` (only with
+    ``return_coeffs``) holds the final bound's backward coefficients.
     """
 
     lower: Tensor
     upper: Tensor | None
     intermediate: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
     alphas: dict | None = None
+    betas: dict[str, Tensor] | None = None
+    coeffs: "BoundCoefficients | None" = None
+
+
+@dataclass
+class BoundCoefficients:
+    """Backward coefficients of the returned lower bound (``K'`` rows, as in ``lower``).
+
+    ``relu_output[name]`` / ``relu_input[name]``: ``(B, K', n)`` flat coefficients on each
+    ReLU's output ``y`` (before relaxation) and input ``z`` (after relaxation and split terms)
+    — what BaBSR-style branching scores read. ``input``: ``(B, K', n_in)`` coefficients on the
+    network input; the bound is minimised over the box at ``x_U`` where it is negative and
+    ``x_L`` elsewhere (a natural counterexample candidate). Computed by one extra backward pass
+    with the best slopes and multipliers; ``lower`` of that pass is folded into the result.
+    """
+
+    relu_output: dict[str, Tensor] = field(default_factory=dict)
+    relu_input: dict[str, Tensor] = field(default_factory=dict)
+    input: Tensor | None = None

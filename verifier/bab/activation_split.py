@@ -1,0 +1,507 @@
+"""Branch and bound on ReLU activations with beta-CROWN bounds.
+
+Each round (one batched bound computation per step, no per-domain Python loop):
+
+1. **pop** the ``P`` open domains with the lowest proof margin (:class:`DomainStore`);
+2. **look** at them: one cheap bound pass (the stored slopes and multipliers, no optimisation)
+   returns the backward coefficients that branching needs and each domain's bound-minimising
+   input — the CROWN concretisation point ``x_U`` where the input coefficient of the binding
+   spec row is negative, ``x_L`` elsewhere. Points that violate the spec in our own forward pass
+   go to ``confirm`` (onnxruntime on the original model); a confirmed one ends the search
+   with ``sat``. A domain popped is always looked at, so every domain is checked unless it was
+   proven first;
+3. **branch**: choose ``s`` neurons per domain (:mod:`.branching`: filtered smart branching or
+   BaBSR; ``s > 1`` when the store holds too few domains to fill the batch) and make the ``2^s``
+   children: the split neuron's bounds are clamped (active ``l := max(l, 0)``, inactive
+   ``u := min(u, 0)``), every other bound is inherited from the parent (intermediate bounds
+   are never recomputed after the root: cheap, and sound because a child's inputs are a subset
+   of its parent's);
+4. **bound** all children in one beta-CROWN call (slopes and multipliers warm-started from the
+   parent, new multipliers at 0; the optimisation stops early once every child is proven);
+5. **prune** children whose every disjunct is proven (``SpecTensors.proven_disjuncts(lower,
+   margin).all()`` for their region) and push the rest.
+
+A domain whose unstable neurons are all split cannot be branched further: the network is linear
+on it and :func:`planecut.verifier.bab.exact_lp.solve_fully_split` decides it with one LP per
+disjunct (a feasible LP point is a counterexample candidate for ``confirm``). Domains it cannot
+decide are set aside; the search then ends ``unknown`` instead of ``unsat``.
+
+Several input regions share one store: each domain carries its region (row of the
+:class:`SpecTensors` passed in) and is bounded against that region's box and spec rows, so all
+regions are searched together, worst domain first across all of them.
+
+The search ends ``unsat`` when the store is empty (and nothing was set aside), ``sat`` on a
+confirmed counterexample, ``timeout`` at the deadline, ``unknown`` past ``config.max_domains``
+open domains or when a domain could not be decided.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+
+from planecut.errors import DeadlineExceeded, check_deadline
+from planecut.verifier.bab.branching import (
+    babsr_scores,
+    choose_neurons,
+    preactivation_bias,
+)
+from planecut.verifier.bab.domains import DomainBatch, DomainStore, NeuronLayout
+from planecut.verifier.bab.types import BabOutcome, BabProgress, Confirm, Progress
+from planecut.verifier.bounds import AlphaOptions, BoundResult, compute_bounds
+from planecut.verifier.config import BabConfig
+from planecut.verifier.graph.ir import Graph
+from planecut.verifier.spec_tensors import SpecTensors
+
+Tensor = torch.Tensor
+Interval = tuple[Tensor, Tensor]
+MAX_SPLITS_PER_DOMAIN = 8  # at most 2^8 children of one domain in one round
+ROOT_ALPHA_LR = 0.1  # slopes start from the default at the root: use alpha-CROWN's rate
+CONFIRM_PER_ROUND = 8  # candidate points sent to onnxruntime per round at most
+FIRST_BATCH = 64  # children in the first round; the batch then adapts (see _BatchSizer)
+MIN_BATCH = 8
+
+
+@dataclass
+class _BatchSizer:
+    """Children per round: at most ``limit`` (``config.batch_size``), and about as many as fit
+    in ``round_seconds`` at the rate measured so far.
+
+    On a CPU a round of ``1024`` children of a CIFAR conv net takes tens of seconds: far too
+    coarse for the worst-first order (a round works on domains chosen before it), for progress
+    and for the deadline. The size starts at :data:`FIRST_BATCH`, grows at most twofold per
+    round while rounds are short (on a GPU rounds are short at any size and it soon reaches
+    ``limit``), and shrinks to the measured rate when rounds run long. ``None`` disables the
+    cap; out of memory halves ``limit``.
+    """
+
+    limit: int
+    round_seconds: float | None
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.limit = max(2, self.limit)
+        self.size = self.limit if self.round_seconds is None else min(self.limit, FIRST_BATCH)
+
+    def observe(self, seconds: float, children: int) -> None:
+        if self.round_seconds is None or children <= 0 or seconds <= 0:
+            return
+        fit = int(children / seconds * self.round_seconds)
+        self.size = max(MIN_BATCH, min(self.limit, 2 * self.size, fit))
+
+    def halve(self) -> bool:
+        """After out of memory; False when the batch cannot shrink further."""
+        if self.limit <= 2:
+            return False
+        self.limit = max(2, min(self.limit, self.size) // 2)
+        self.size = min(self.size, self.limit)
+        return True
+
+
+@dataclass
+class _Search:
+    """What every step of one search shares (no per-round state)."""
+
+    graph: Graph
+    spec: SpecTensors
+    layout: NeuronLayout
+    config: BabConfig
+    margin: float
+    deadline: float | None
+    confirm: Confirm
+    bias: Tensor  # (M,) pre-activation bias per compact neuron
+    refine: bool = False  # recompute intermediate bounds of the layers after a new split
+    stats: dict = field(default_factory=lambda: {"bound_seconds": 0.0, "visited": 0,
+                                                 "undecided": 0, "exact_lp": 0})
+
+    @property
+    def like(self) -> Tensor:
+        return self.spec.lower
+
+    def options(self, iterations: int, lr: float | None = None) -> AlphaOptions:
+        cfg = self.config
+        return AlphaOptions(iterations=iterations, lr=lr or cfg.lr_alpha, lr_beta=cfg.lr_beta,
+                            optimise_intermediate=False,
+                            early_stop_patience=max(1, min(10, iterations)))
+
+    def bound(self, batch: DomainBatch, iterations: int, *, coeffs: bool = False,
+              stop_when_proven: bool = False, refine_after: int | None = None) -> BoundResult:
+        """beta-CROWN on the domains of ``batch`` (full tensors rebuilt from compact ones).
+
+        ``refine_after``: recompute (CROWN, intersected with the domain's bounds) the bounds of
+        the ReLU layers after this one; the others are given."""
+        lay, st = self.layout, self.spec
+        region = batch.region
+        inter = lay.full_bounds(batch.lower, batch.upper, region)
+        known = None
+        if refine_after is not None:
+            known = inter
+            inter = {name: inter[name] for name in lay.names[:refine_after + 1]}
+        splits = lay.full_splits(batch.splits)
+        alpha_init = beta_init = None
+        if batch.alpha is not None:
+            alpha_init = {name: {"final": a}
+                          for name, a in lay.full_rows(batch.alpha, self.like).items()}
+        if batch.beta is not None:
+            beta_init = lay.full_rows(batch.beta, self.like)
+        sub = st.take(region)
+        done = None
+        if stop_when_proven:
+            def done(lower: Tensor) -> Tensor:
+                return sub.proven_disjuncts(lower, self.margin).all(dim=1)
+        t = time.monotonic()
+        try:
+            return compute_bounds(self.graph, sub.lower, sub.upper, sub.C, "alpha-crown",
+                                  alpha=self.options(iterations), intermediate=inter,
+                                  deadline=self.deadline, alpha_init=alpha_init,
+                                  splits=splits, beta_init=beta_init, return_coeffs=coeffs,
+                                  done=done, known_bounds=known)
+        finally:
+            self.stats["bound_seconds"] += time.monotonic() - t
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _with_bounds(batch: DomainBatch, spec: SpecTensors, res: BoundResult,
+                 layout: NeuronLayout, keep_warm: bool) -> DomainBatch:
+    """``batch`` with the new row bounds, scores and warm starts of ``res``."""
+    sub = spec.take(batch.region)
+    row_lower = res.lower.detach()
+    alpha = beta = None
+    if keep_warm:
+        n, k = row_lower.shape
+        default = ((batch.upper > -batch.lower)).to(row_lower.dtype)
+        finals = {name: a["final"] for name, a in (res.alphas or {}).items()
+                  if a.get("final") is not None}
+        alpha = layout.compact_rows(finals, n, k, row_lower, default)
+        beta = layout.compact_rows(res.betas or {}, n, k, row_lower)
+    return DomainBatch(batch.lower, batch.upper, batch.splits, row_lower,
+                       sub.proof_margin(row_lower), batch.region, batch.depth, alpha, beta)
+
+
+def _proven(spec: SpecTensors, region: Tensor, row_lower: Tensor, margin: float) -> Tensor:
+    return spec.take(region).proven_disjuncts(row_lower, margin).all(dim=1)
+
+
+def _binding_rows(sub: SpecTensors, row_lower: Tensor) -> Tensor:
+    """``(N,)`` per domain the spec row that decides its proof margin: in the disjunct with
+    the lowest margin, the row with the highest ``lower − d``."""
+    vals = row_lower - sub.d
+    worst_dj = sub.disjunct_max(vals).argmin(dim=1, keepdim=True)  # (N, 1)
+    in_dj = sub.row_disjunct == worst_dj
+    return vals.masked_fill(~in_dj, float("-inf")).argmax(dim=1)
+
+
+def _concretisation_points(sub: SpecTensors, res: BoundResult) -> Tensor | None:
+    """``(N, n_in)``: per domain the input minimising the binding row's linear bound."""
+    lam = None if res.coeffs is None else res.coeffs.input
+    if lam is None:
+        return None
+    rows = _binding_rows(sub, res.lower)
+    lam = lam[torch.arange(lam.shape[0], device=lam.device), rows]  # (N, n_in)
+    return torch.where(lam >= 0, sub.lower, sub.upper)
+
+
+def _falsify(search: _Search, x: Tensor, region: Tensor):
+    """Evaluate points ``x`` (N, n_in) of spec rows ``region``; send the violating ones (in
+    our float arithmetic), most violating first, to ``confirm``."""
+    spec = search.spec
+    with torch.no_grad():
+        m = spec.take(region).margin(search.graph.forward(x))
+    bad = torch.nonzero(m <= 0).flatten()
+    if bad.numel() == 0:
+        return None
+    bad = bad[torch.argsort(m[bad])][:CONFIRM_PER_ROUND]
+    return search.confirm(x[bad], spec.region_index[region[bad]])
+
+
+def _children(parents: DomainBatch, choice: Tensor) -> DomainBatch:
+    """The ``2^s`` children of every parent for the ``(P, s)`` chosen neurons, parent-major:
+    child ``p·2^s + c`` takes sign ``+1`` on neuron ``i`` where bit ``i`` of ``c`` is set."""
+    P, s = choice.shape
+    rep = 1 << s
+    kids = parents.take(torch.arange(P, device=choice.device).repeat_interleave(rep))
+    kids.lower, kids.upper, kids.splits = kids.lower.clone(), kids.upper.clone(), \
+        kids.splits.clone()
+    rows = torch.arange(P * rep, device=choice.device)
+    pattern = torch.arange(rep, device=choice.device).repeat(P)
+    for i in range(s):
+        col = choice[:, i].repeat_interleave(rep)
+        active = ((pattern >> i) & 1).bool()
+        lo, hi = kids.lower[rows, col], kids.upper[rows, col]
+        kids.lower[rows, col] = torch.where(active, lo.clamp(min=0), lo)
+        kids.upper[rows, col] = torch.where(active, hi, hi.clamp(max=0))
+        kids.splits[rows, col] = torch.where(active, 1, -1).to(kids.splits.dtype)
+    kids.depth = kids.depth + s
+    return kids
+
+
+def _fsb_evaluate(search: _Search, parents: DomainBatch):
+    """The FSB callback: proof margins ``(P, C, 2)`` of both children of ``C`` candidate
+    neurons per parent, from one pass without optimisation."""
+    def evaluate(cands: Tensor) -> Tensor:
+        out = []
+        for c in range(cands.shape[1]):  # one batch of 2P children per candidate rank
+            kids = _children(parents, cands[:, c:c + 1])  # parent-major: inactive, active
+            res = search.bound(kids, iterations=0)
+            margin = search.spec.take(kids.region).proof_margin(res.lower)
+            proven = _proven(search.spec, kids.region, res.lower, search.margin)
+            out.append(margin.masked_fill(proven, float("inf")).view(-1, 2))
+        return torch.stack(out, dim=1)
+    return evaluate
+
+
+def _row_weight(spec: SpecTensors, batch: DomainBatch, margin: float) -> Tensor:
+    """``(N, K)`` 1.0 for spec rows of disjuncts not proven yet (what branching should help)."""
+    sub = spec.take(batch.region)
+    open_dj = ~sub.proven_disjuncts(batch.row_lower, margin)  # (N, J)
+    padded = torch.cat([open_dj, torch.zeros_like(open_dj[:, :1])], dim=1)
+    return padded.gather(1, sub.row_disjunct).to(batch.row_lower.dtype)
+
+
+def _splits_per_domain(open_domains: int, batch_size: int) -> int:
+    """``s`` with about ``open · 2^s <= batch`` children: 1 when the store fills the batch."""
+    if 2 * open_domains >= batch_size:
+        return 1
+    return max(1, min(MAX_SPLITS_PER_DOMAIN,
+                      int(math.floor(math.log2(batch_size / max(1, open_domains))))))
+
+
+def _decide_exactly(search: _Search, batch: DomainBatch):
+    """Decide fully split domains with the exact LP; returns a counterexample or None and
+    counts the ones it could not decide in ``stats['undecided']``."""
+    try:
+        from planecut.verifier.bab.exact_lp import solve_fully_split
+    except ImportError:  # pragma: no cover - the exact LP ships with planecut
+        search.stats["undecided"] += len(batch)
+        return None
+    lay, st = search.layout, search.spec
+    inter = lay.full_bounds(batch.lower, batch.upper, batch.region)
+    splits = lay.full_splits(batch.splits)
+    for i in range(len(batch)):  # rare, and one LP each: a Python loop is fine here
+        check_deadline(search.deadline)
+        r = int(batch.region[i])
+        limit = None if search.deadline is None else max(0.0, search.deadline - time.monotonic())
+        search.stats["exact_lp"] += 1
+        try:
+            dec = solve_fully_split(
+                search.graph, st.lower[r], st.upper[r], [s[i] for s in splits],
+                {k: (lo[i], hi[i]) for k, (lo, hi) in inter.items()}, st.C[r], st.d[r],
+                time_limit=limit, row_disjunct=st.row_disjunct[r],
+                disjunct_valid=st.disjunct_valid[r])
+        except DeadlineExceeded:
+            raise
+        except Exception:  # solver trouble: the domain stays undecided, nothing is claimed
+            search.stats["undecided"] += 1
+            continue
+        if dec.status == "infeasible":
+            continue
+        if dec.x is not None:
+            x = torch.as_tensor(dec.x, dtype=st.lower.dtype, device=st.lower.device)
+            cex = search.confirm(x.view(1, -1), st.region_index[r:r + 1])
+            if cex is not None:
+                return cex
+        search.stats["undecided"] += 1
+    return None
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def _root(search: _Search, root_alphas: dict | None, store: DomainStore):
+    """Bound the root of every region, check the box centres, push the unproven roots."""
+    st, lay = search.spec, search.layout
+    R = st.num_regions
+    region = torch.arange(R, device=st.lower.device)
+    cex = _falsify(search, (st.lower + st.upper) / 2, region)
+    if cex is not None:
+        return cex
+    lo, hi = lay.root_compact(st.lower)
+    roots = DomainBatch(lo, hi, torch.zeros(lo.shape, dtype=torch.int8, device=lo.device),
+                        st.d.new_full(st.d.shape, float("-inf")),
+                        st.d.new_full((R,), float("-inf")), region,
+                        torch.zeros(R, dtype=torch.int32, device=lo.device))
+    inter = lay.full_bounds(lo, hi, region)
+    t = time.monotonic()
+    opts = search.options(max(search.config.iterations, 20),
+                          lr=search.config.lr_alpha if root_alphas else ROOT_ALPHA_LR)
+    res = compute_bounds(search.graph, st.lower, st.upper, st.C, "alpha-crown", alpha=opts,
+                         intermediate=inter, deadline=search.deadline, alpha_init=root_alphas)
+    search.stats["bound_seconds"] += time.monotonic() - t
+    roots = _with_bounds(roots, st, res, lay, keep_warm=True)
+    keep = ~_proven(st, region, roots.row_lower, search.margin)
+    store.push(roots.take(keep.nonzero().flatten()))
+    return None
+
+
+def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Mapping[str, Interval],
+                         *, config: BabConfig, deadline: float | None, confirm: Confirm,
+                         progress: Progress | None = None, margin: float = 1e-5,
+                         root_alphas: dict | None = None,
+                         warm_start_budget: int = 2**31,
+                         refine_intermediate: bool = False,
+                         round_seconds: float | None = 2.0) -> BabOutcome:
+    """Prove or falsify every region of ``spec`` by splitting ReLUs (see the module doc).
+
+    Args:
+        graph: a ReLU network (every nonlinear node a :class:`Relu`).
+        spec: the regions to search (all share one domain store).
+        root_intermediate: pre-activation bounds of every ReLU, ``{name: (lo, hi)}`` with batch
+            ``spec.num_regions`` (or 1), e.g. ``BoundResult.intermediate`` of the root.
+        config: batch size, branching, alpha/beta iterations and learning rates, limits.
+        deadline: ``time.monotonic()`` value; the search returns ``timeout`` past it.
+        confirm: checks candidate inputs with onnxruntime (see :data:`Confirm`).
+        progress: called every ``config.progress_interval`` seconds.
+        margin: proof margin (``SpecTensors.proven_disjuncts``).
+        root_alphas: ``BoundResult.alphas`` of the root (warm start of the final slopes).
+        warm_start_budget: bytes the store may spend before it drops warm starts.
+        refine_intermediate: after a split, recompute the children's pre-activation bounds of
+            the layers after the split (CROWN, clamped split neurons, intersected with the
+            inherited bounds) instead of only inheriting them: tighter, costlier per domain.
+        round_seconds: target duration of one round: the number of children per round adapts
+            to it, up to ``config.batch_size`` (see :class:`_BatchSizer`; None: always
+            ``config.batch_size``).
+    """
+    t0 = time.monotonic()
+    like = spec.lower
+    layout = NeuronLayout.from_root(graph, root_intermediate, spec.num_regions)
+    search = _Search(graph, spec, layout, config, margin, deadline, confirm,
+                     preactivation_bias(graph, layout, like), refine=refine_intermediate)
+    store = DomainStore(warm_start_budget)
+    sizer = _BatchSizer(config.batch_size, round_seconds)
+    last_report = t0
+
+    def outcome(verdict: str, cex=None, message: str = "") -> BabOutcome:
+        return BabOutcome(verdict, cex, search.stats["visited"], time.monotonic() - t0,
+                          search.stats["bound_seconds"], store.worst_score(), message)
+
+    try:
+        cex = _root(search, root_alphas, store)
+        if cex is not None:
+            return outcome("sat", cex)
+        while len(store):
+            check_deadline(deadline)
+            if len(store) > config.max_domains:
+                return outcome("unknown", message=f"more than {config.max_domains} domains")
+            s = _splits_per_domain(len(store), sizer.size)
+            parents = store.pop(max(1, sizer.size >> s))
+            t_round, visited = time.monotonic(), search.stats["visited"]
+            try:
+                cex = _round(search, parents, s, store)
+            except RuntimeError as exc:
+                if "out of memory" not in str(exc).lower() or not sizer.halve():
+                    raise
+                store.push(parents)
+                _empty_cache()
+                continue
+            if cex is not None:
+                return outcome("sat", cex)
+            now = time.monotonic()
+            sizer.observe(now - t_round, search.stats["visited"] - visited)
+            if progress is not None and now - last_report >= config.progress_interval:
+                last_report = now
+                progress(BabProgress(now - t0, len(store), search.stats["visited"],
+                                     store.worst_score(),
+                                     search.stats["visited"] / max(1e-9, now - t0)))
+    except DeadlineExceeded:
+        return outcome("timeout")
+    if search.stats["undecided"]:
+        return outcome("unknown", message=f"{search.stats['undecided']} fully split domain(s) "
+                       "could not be decided exactly")
+    return outcome("unsat")
+
+
+def _round(search: _Search, parents: DomainBatch, s: int, store: DomainStore):
+    """One round on the popped ``parents``; pushes the unproven children. Returns a confirmed
+    counterexample or None."""
+    spec, lay, cfg = search.spec, search.layout, search.config
+    if len(parents) == 0:
+        return None
+    avail = parents.unsplit_unstable().sum(dim=1)
+    full = avail == 0
+    if bool(full.any()):
+        cex = _decide_exactly(search, parents.take(full.nonzero().flatten()))
+        if cex is not None:
+            return cex
+        parents = parents.take((~full).nonzero().flatten())
+        avail = avail[~full]
+        if len(parents) == 0:
+            return None
+
+    # look: coefficients for branching and bound-minimising inputs
+    look = search.bound(parents, iterations=0, coeffs=True)
+    sub = spec.take(parents.region)
+    x = _concretisation_points(sub, look)
+    if x is not None:
+        cex = _falsify(search, x, parents.region)
+        if cex is not None:
+            return cex
+    parents.row_lower = torch.maximum(parents.row_lower, look.lower)
+    done = _proven(spec, parents.region, parents.row_lower, search.margin)
+    if bool(done.any()):
+        keep = (~done).nonzero().flatten()
+        parents, avail = parents.take(keep), avail[keep]
+        look = _take_coeffs(look, keep)
+        if len(parents) == 0:
+            return None
+
+    # branch
+    s = max(1, min(s, int(avail.min())))
+    lam_out = lay.compact_flat(look.coeffs.relu_output)
+    scores = babsr_scores(parents.lower, parents.upper, parents.unsplit_unstable(), lam_out,
+                          search.bias, _row_weight(spec, parents, search.margin))
+    evaluate = _fsb_evaluate(search, parents) if cfg.branching == "fsb" else None
+    choice = choose_neurons(cfg.branching, scores, s, fsb_candidates=cfg.fsb_candidates,
+                            evaluate=evaluate)
+    kids = _children(parents, choice)
+
+    # bound, prune, push
+    refine_after = None
+    if search.refine:
+        refine_after = int(lay.layer_of[choice].min())
+        if refine_after >= lay.num_layers - 1:
+            refine_after = None  # nothing after the last layer to refine
+    res = search.bound(kids, iterations=cfg.iterations, stop_when_proven=True,
+                       refine_after=refine_after)
+    if refine_after is not None:
+        kids.lower, kids.upper = _compact_bounds(lay, res.intermediate, kids)
+    search.stats["visited"] += len(kids)
+    # a parent's bound holds on its children too: never let a child look worse
+    res.lower = torch.maximum(res.lower, kids.row_lower)
+    kids = _with_bounds(kids, spec, res, lay, keep_warm=store.keeps_warm_starts)
+    open_ = ~_proven(spec, kids.region, kids.row_lower, search.margin)
+    store.push(kids.take(open_.nonzero().flatten()))
+    return None
+
+
+def _compact_bounds(layout: NeuronLayout, inter: Mapping[str, Interval], batch: DomainBatch
+                    ) -> tuple[Tensor, Tensor]:
+    """Recomputed bounds in compact coordinates, intersected with the domains' own (they are
+    intersected already; this also guards against rounding in the reshapes)."""
+    lo = torch.cat([inter[name][0].reshape(len(batch), -1)[:, layout.index[l]]
+                    for l, name in enumerate(layout.names)], dim=1).to(batch.lower.dtype)
+    hi = torch.cat([inter[name][1].reshape(len(batch), -1)[:, layout.index[l]]
+                    for l, name in enumerate(layout.names)], dim=1).to(batch.upper.dtype)
+    return torch.maximum(lo, batch.lower), torch.minimum(hi, batch.upper)
+
+
+def _take_coeffs(res: BoundResult, keep: Tensor) -> BoundResult:
+    """``res`` restricted to the domains ``keep`` (lower bounds and coefficients only)."""
+    from dataclasses import replace
+
+    c = res.coeffs
+    coeffs = None if c is None else replace(
+        c, relu_output={k: v[keep] for k, v in c.relu_output.items()},
+        relu_input={k: v[keep] for k, v in c.relu_input.items()},
+        input=None if c.input is None else c.input[keep])
+    return replace(res, lower=res.lower[keep], coeffs=coeffs)
+
+
+def _empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
