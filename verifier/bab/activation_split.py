@@ -1,38 +1,48 @@
 """Branch and bound on ReLU activations with beta-CROWN bounds.
 
-Each round (one batched bound computation per step, no per-domain Python loop):
+**Root.** Every region's root (no split) is bounded once more with alpha-CROWN on the root's
+intermediate bounds (warm-started from ``root_alphas`` when given) and its box centre is
+evaluated; unproven roots enter the domain store (:mod:`.domains`). Several input regions
+share one store: each domain carries its region (row of the :class:`SpecTensors` passed in)
+and is bounded against that region's box and spec rows, so all regions are searched together,
+worst domain first across all of them.
 
-1. **pop** the ``P`` open domains with the lowest proof margin (:class:`DomainStore`);
-2. **look** at them: one cheap bound pass (the stored slopes and multipliers, no optimisation)
-   returns the backward coefficients that branching needs and each domain's bound-minimising
-   input — the CROWN concretisation point ``x_U`` where the input coefficient of the binding
-   spec row is negative, ``x_L`` elsewhere. Points that violate the spec in our own forward pass
-   go to ``confirm`` (onnxruntime on the original model); a confirmed one ends the search
-   with ``sat``. A domain popped is always looked at, so every domain is checked unless it was
-   proven first;
+**Rounds** (one batched bound computation per step, no per-domain Python loop in hot paths):
+
+1. **pop** the open domains with the lowest proof margin (:class:`DomainStore`);
+2. **look** at them: one pass without optimisation (the stored slopes and multipliers) gives
+   the backward coefficients that branching needs and each domain's bound-minimising input —
+   the CROWN concretisation point, ``x_U`` where the input coefficient of the binding spec row
+   is negative and ``x_L`` elsewhere. Points that violate the spec in our own forward pass go to
+   ``confirm`` (onnxruntime on the original model); a confirmed one ends the search with
+   ``sat``. Every popped domain is looked at, so every domain is checked unless proven first;
 3. **branch**: choose ``s`` neurons per domain (:mod:`.branching`: filtered smart branching or
-   BaBSR; ``s > 1`` when the store holds too few domains to fill the batch) and make the ``2^s``
-   children: the split neuron's bounds are clamped (active ``l := max(l, 0)``, inactive
-   ``u := min(u, 0)``), every other bound is inherited from the parent (intermediate bounds
-   are never recomputed after the root: cheap, and sound because a child's inputs are a subset
-   of its parent's);
-4. **bound** all children in one beta-CROWN call (slopes and multipliers warm-started from the
-   parent, new multipliers at 0; the optimisation stops early once every child is proven);
+   BaBSR; ``s > 1`` while the store holds too few domains to fill the batch) and make the
+   ``2^s`` children: a split neuron's bounds are clamped (active ``l := max(l, 0)``, inactive
+   ``u := min(u, 0)``) and every other bound is inherited from the parent — sound, since a
+   child's inputs are a subset of its parent's. With ``refine_intermediate`` the bounds of the
+   layers after the shallowest new split are recomputed instead (CROWN with the clamped
+   neurons, intersected with the inherited bounds);
+4. **bound** all children in one beta-CROWN call (:func:`compute_bounds` with ``splits``):
+   slopes and multipliers warm-started from the parent, new multipliers at 0; children proven
+   during the optimisation leave its batch, and it stops once all are. A parent's bound holds
+   on its children, so a child keeps the larger of the two;
 5. **prune** children whose every disjunct is proven (``SpecTensors.proven_disjuncts(lower,
    margin).all()`` for their region) and push the rest.
 
-A domain whose unstable neurons are all split cannot be branched further: the network is linear
-on it and :func:`planecut.verifier.bab.exact_lp.solve_fully_split` decides it with one LP per
-disjunct (a feasible LP point is a counterexample candidate for ``confirm``). Domains it cannot
-decide are set aside; the search then ends ``unknown`` instead of ``unsat``.
+The number of children per round is ``config.batch_size`` at most, adapted so that a round
+takes about ``round_seconds`` (:class:`_BatchSizer`); on out of memory it is halved.
 
-Several input regions share one store: each domain carries its region (row of the
-:class:`SpecTensors` passed in) and is bounded against that region's box and spec rows, so all
-regions are searched together, worst domain first across all of them.
+**Fully split domains.** A domain whose unstable neurons are all split cannot be branched
+further: the network is linear on it and :func:`planecut.verifier.bab.exact_lp.
+solve_fully_split` decides it with one LP per disjunct (a feasible LP point is a counterexample
+candidate for ``confirm``). Domains it cannot decide are set aside; the search then ends
+``unknown`` instead of ``unsat``.
 
 The search ends ``unsat`` when the store is empty (and nothing was set aside), ``sat`` on a
-confirmed counterexample, ``timeout`` at the deadline, ``unknown`` past ``config.max_domains``
-open domains or when a domain could not be decided.
+confirmed counterexample, ``timeout`` at the deadline (checked every round and inside every
+bound computation), ``unknown`` past ``config.max_domains`` open domains or when a domain
+could not be decided.
 """
 
 from __future__ import annotations
@@ -103,6 +113,14 @@ class _BatchSizer:
 
 
 @dataclass
+class _Stats:
+    bound_seconds: float = 0.0  # inside compute_bounds
+    visited: int = 0  # children bounded
+    exact_lp: int = 0  # fully split domains sent to the exact LP
+    undecided: int = 0  # fully split domains neither proven nor falsified
+
+
+@dataclass
 class _Search:
     """What every step of one search shares (no per-round state)."""
 
@@ -115,8 +133,7 @@ class _Search:
     confirm: Confirm
     bias: Tensor  # (M,) pre-activation bias per compact neuron
     refine: bool = False  # recompute intermediate bounds of the layers after a new split
-    stats: dict = field(default_factory=lambda: {"bound_seconds": 0.0, "visited": 0,
-                                                 "undecided": 0, "exact_lp": 0})
+    stats: _Stats = field(default_factory=_Stats)
 
     @property
     def like(self) -> Tensor:
@@ -161,7 +178,7 @@ class _Search:
                                   splits=splits, beta_init=beta_init, return_coeffs=coeffs,
                                   done=done, known_bounds=known)
         finally:
-            self.stats["bound_seconds"] += time.monotonic() - t
+            self.stats.bound_seconds += time.monotonic() - t
 
 
 # --------------------------------------------------------------------------- steps
@@ -274,11 +291,11 @@ def _splits_per_domain(open_domains: int, batch_size: int) -> int:
 
 def _decide_exactly(search: _Search, batch: DomainBatch):
     """Decide fully split domains with the exact LP; returns a counterexample or None and
-    counts the ones it could not decide in ``stats['undecided']``."""
+    counts the ones it could not decide in ``stats.undecided``."""
     try:
         from planecut.verifier.bab.exact_lp import solve_fully_split
     except ImportError:  # pragma: no cover - the exact LP ships with planecut
-        search.stats["undecided"] += len(batch)
+        search.stats.undecided += len(batch)
         return None
     lay, st = search.layout, search.spec
     inter = lay.full_bounds(batch.lower, batch.upper, batch.region)
@@ -287,7 +304,7 @@ def _decide_exactly(search: _Search, batch: DomainBatch):
         check_deadline(search.deadline)
         r = int(batch.region[i])
         limit = None if search.deadline is None else max(0.0, search.deadline - time.monotonic())
-        search.stats["exact_lp"] += 1
+        search.stats.exact_lp += 1
         try:
             dec = solve_fully_split(
                 search.graph, st.lower[r], st.upper[r], [s[i] for s in splits],
@@ -297,7 +314,7 @@ def _decide_exactly(search: _Search, batch: DomainBatch):
         except DeadlineExceeded:
             raise
         except Exception:  # solver trouble: the domain stays undecided, nothing is claimed
-            search.stats["undecided"] += 1
+            search.stats.undecided += 1
             continue
         if dec.status == "infeasible":
             continue
@@ -306,7 +323,7 @@ def _decide_exactly(search: _Search, batch: DomainBatch):
             cex = search.confirm(x.view(1, -1), st.region_index[r:r + 1])
             if cex is not None:
                 return cex
-        search.stats["undecided"] += 1
+        search.stats.undecided += 1
     return None
 
 
@@ -332,7 +349,7 @@ def _root(search: _Search, root_alphas: dict | None, store: DomainStore):
                           lr=search.config.lr_alpha if root_alphas else ROOT_ALPHA_LR)
     res = compute_bounds(search.graph, st.lower, st.upper, st.C, "alpha-crown", alpha=opts,
                          intermediate=inter, deadline=search.deadline, alpha_init=root_alphas)
-    search.stats["bound_seconds"] += time.monotonic() - t
+    search.stats.bound_seconds += time.monotonic() - t
     roots = _with_bounds(roots, st, res, lay, keep_warm=True)
     keep = ~_proven(st, region, roots.row_lower, search.margin)
     store.push(roots.take(keep.nonzero().flatten()))
@@ -377,8 +394,8 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
     last_report = t0
 
     def outcome(verdict: str, cex=None, message: str = "") -> BabOutcome:
-        return BabOutcome(verdict, cex, search.stats["visited"], time.monotonic() - t0,
-                          search.stats["bound_seconds"], store.worst_score(), message)
+        return BabOutcome(verdict, cex, search.stats.visited, time.monotonic() - t0,
+                          search.stats.bound_seconds, store.worst_score(), message)
 
     try:
         cex = _root(search, root_alphas, store)
@@ -390,7 +407,7 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
                 return outcome("unknown", message=f"more than {config.max_domains} domains")
             s = _splits_per_domain(len(store), sizer.size)
             parents = store.pop(max(1, sizer.size >> s))
-            t_round, visited = time.monotonic(), search.stats["visited"]
+            t_round, visited = time.monotonic(), search.stats.visited
             try:
                 cex = _round(search, parents, s, store)
             except RuntimeError as exc:
@@ -402,16 +419,16 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
             if cex is not None:
                 return outcome("sat", cex)
             now = time.monotonic()
-            sizer.observe(now - t_round, search.stats["visited"] - visited)
+            sizer.observe(now - t_round, search.stats.visited - visited)
             if progress is not None and now - last_report >= config.progress_interval:
                 last_report = now
-                progress(BabProgress(now - t0, len(store), search.stats["visited"],
+                progress(BabProgress(now - t0, len(store), search.stats.visited,
                                      store.worst_score(),
-                                     search.stats["visited"] / max(1e-9, now - t0)))
+                                     search.stats.visited / max(1e-9, now - t0)))
     except DeadlineExceeded:
         return outcome("timeout")
-    if search.stats["undecided"]:
-        return outcome("unknown", message=f"{search.stats['undecided']} fully split domain(s) "
+    if search.stats.undecided:
+        return outcome("unknown", message=f"{search.stats.undecided} fully split domain(s) "
                        "could not be decided exactly")
     return outcome("unsat")
 
@@ -470,7 +487,7 @@ def _round(search: _Search, parents: DomainBatch, s: int, store: DomainStore):
                        refine_after=refine_after)
     if refine_after is not None:
         kids.lower, kids.upper = _compact_bounds(lay, res.intermediate, kids)
-    search.stats["visited"] += len(kids)
+    search.stats.visited += len(kids)
     # a parent's bound holds on its children too: never let a child look worse
     res.lower = torch.maximum(res.lower, kids.row_lower)
     kids = _with_bounds(kids, spec, res, lay, keep_warm=store.keeps_warm_starts)

@@ -206,7 +206,10 @@ def _adam(alphas: list[Tensor], betas: list[Tensor], options: AlphaOptions,
         groups.append({"params": alphas, "lr": lr_a})
     if betas:
         groups.append({"params": betas, "lr": lr_b})
-    opt = torch.optim.Adam(groups)
+    try:  # the fused kernel is several times faster on CPUs and GPUs alike
+        opt = torch.optim.Adam(groups, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # device or dtype without a fused kernel
+        opt = torch.optim.Adam(groups)
     return opt, torch.optim.lr_scheduler.ExponentialLR(opt, options.lr_decay)
 
 

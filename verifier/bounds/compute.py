@@ -83,7 +83,9 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
 
     When every nonlinear node's bounds are given only the final bound is computed: no
     intermediate CROWN pass, and alpha-/beta-CROWN optimise the final bound's slopes and
-    multipliers only (the branch-and-bound fast path).
+    multipliers only (the branch-and-bound fast path). With ``splits`` and ``alpha_init``
+    together the plain CROWN bound that alpha-CROWN otherwise starts from is skipped: the warm
+    start (a parent domain's optimum) is the starting point, and a pass is saved per call.
 
     Returns:
         :class:`BoundResult` with ``lower``/``upper`` ``(B, K)`` (the tighter of the method's

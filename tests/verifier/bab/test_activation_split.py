@@ -202,8 +202,8 @@ def single_row_problem(graph: Graph, seed: int, width: float):
     return xl, xu, c, m
 
 
-CASES = [("fc", 1, [3, 8, 8, 2], 1.5), ("fc", 2, [2, 12, 8, 2], 2.0), ("fc", 3, [4, 10, 10, 3], 1.0),
-         ("fc", 4, [3, 8, 8, 8, 2], 1.0), ("conv", 5, None, 1.0), ("conv", 6, None, 1.2)]
+CASES = [("fc", 1, [3, 8, 8, 2], 1.5), ("fc", 2, [2, 12, 8, 2], 2.0),
+         ("fc", 3, [4, 10, 10, 3], 1.0), ("fc", 4, [3, 8, 8, 8, 2], 1.0), ("conv", 5, None, 1.0), ("conv", 6, None, 1.2)]
 
 
 def build(kind: str, seed: int, dims) -> Graph:
@@ -425,3 +425,19 @@ def test_network_without_relu_is_decided_exactly() -> None:
     assert run(graph, make_spec(xl, xu, C, torch.tensor([[-3.5]], dtype=D), rd)).verdict == "unsat"
     out = run(graph, make_spec(xl, xu, C, torch.tensor([[-2.5]], dtype=D), rd))
     assert out.verdict == "sat", out
+
+
+def test_round_size_adapts_to_the_measured_rate() -> None:
+    sizer = act._BatchSizer(1024, round_seconds=2.0)
+    assert sizer.size == act.FIRST_BATCH
+    sizer.observe(0.1, 64)  # fast rounds: grow, at most twofold per round
+    assert sizer.size == 128
+    for _ in range(10):
+        sizer.observe(0.1, sizer.size)
+    assert sizer.size == 1024  # capped by config.batch_size
+    sizer.observe(8.0, 1024)  # 128 children/s: 256 fit in 2 s
+    assert sizer.size == 256
+    assert sizer.halve() and sizer.limit == 128 and sizer.size == 128
+    fixed = act._BatchSizer(300, round_seconds=None)
+    fixed.observe(100.0, 1)
+    assert fixed.size == 300
