@@ -178,23 +178,33 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
                        best_domain_total)
             if done is not None and bool(done(best_lower).all()):
                 break
-            total = float(lower.sum())
-            if total > best_total + 1e-7 * (1.0 + abs(best_total)):
-                best_total, stall = total, 0
-            else:
-                stall += 1
+            best_total, stall = _track_stall(float(lower.sum()), best_total, stall)
         if not stepping or stall >= options.early_stop_patience or not lower.requires_grad:
             break
-        opt.zero_grad(set_to_none=True)
-        (-lower.sum()).backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for a in params:
-                a.clamp_(0, 1)
-            for b in beta_params:
-                b.clamp_(min=0)
+        _ascent_step(opt, sched, lower, params, beta_params)
     return AlphaOutcome(best_lower, best_inter, _pack(best_final, best_target), best_beta)
+
+
+def _track_stall(total: float, best_total: float, stall: int) -> tuple[float, int]:
+    """Early-stop bookkeeping: the best summed bound so far and the iterations since it rose
+    by more than a relative 1e-7."""
+    if total > best_total + 1e-7 * (1.0 + abs(best_total)):
+        return total, 0
+    return best_total, stall + 1
+
+
+def _ascent_step(opt: torch.optim.Optimizer, sched, lower: Tensor, alphas, betas) -> None:
+    """One projected Adam step raising the summed lower bound: slopes back into [0, 1],
+    multipliers back to >= 0 (any such values keep the bound sound)."""
+    opt.zero_grad(set_to_none=True)
+    (-lower.sum()).backward()
+    opt.step()
+    sched.step()
+    with torch.no_grad():
+        for a in alphas:
+            a.clamp_(0, 1)
+        for b in betas:
+            b.clamp_(min=0)
 
 
 def _adam(alphas: list[Tensor], betas: list[Tensor], options: AlphaOptions,
@@ -250,22 +260,10 @@ def _optimise_final(ctx: BoundContext, relaxations: dict, output: str, lam_out: 
                 finished = done(best_lower)[active]
                 if bool(finished.all()):
                     break
-            total = float(lower.sum())
-            if total > best_total + 1e-7 * (1.0 + abs(best_total)):
-                best_total, stall = total, 0
-            else:
-                stall += 1
+            best_total, stall = _track_stall(float(lower.sum()), best_total, stall)
         if not stepping or stall >= options.early_stop_patience or not lower.requires_grad:
             break
-        opt.zero_grad(set_to_none=True)
-        (-lower.sum()).backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for a in final.values():
-                a.clamp_(0, 1)
-            for b in betas.values():
-                b.clamp_(min=0)
+        _ascent_step(opt, sched, lower, final.values(), betas.values())
         if finished is not None and float(finished.float().mean()) >= SHRINK_FRACTION:
             keep = (~finished).nonzero().flatten()
             active = active[keep]
