@@ -10,21 +10,31 @@ total wall time, the median start-up, and every contradiction with a definite an
 
 A benchmark folder holds ``instances.csv`` (``onnx,vnnlib,timeout``, no header) and optionally
 ``expected.csv``; ROOT may be such a folder or any folder above some.
+
+For long runs (results.csv written as instances finish, resume, parallel or ray workers,
+counterexample re-checks, scores and plots) use ``planecut bench run`` instead; this script
+shares its instance discovery and its subprocess runner.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from planecut.benchmarks.instance import RunOptions
+from planecut.benchmarks.instance import run_instance as run_one
+from planecut.benchmarks.suite import (Instance, benchmark_name, find_benchmarks,
+                                       read_expected, read_instances)
+
+__all__ = ["InstanceRun", "find_benchmarks", "main", "read_expected", "read_instances",
+           "run_instance", "select", "summarise"]
+
+HANG_GRACE_S = 30.0  # an instance still running this long after its timeout is "hung"
 
 
 @dataclass
@@ -48,28 +58,6 @@ class InstanceRun:
             and self.verdict != self.expected
 
 
-def find_benchmarks(root: Path) -> list[Path]:
-    """Folders under ``root`` (or ``root`` itself) that hold an ``instances.csv``."""
-    return sorted(p.parent for p in root.rglob("instances.csv"))
-
-
-def read_instances(bench: Path) -> list[tuple[str, str, float]]:
-    rows = []
-    with open(bench / "instances.csv", newline="") as fh:
-        for row in csv.reader(fh):
-            if len(row) >= 3 and row[0].strip():
-                rows.append((row[0].strip(), row[1].strip(), float(row[2])))
-    return rows
-
-
-def read_expected(bench: Path) -> dict[tuple[str, str], str]:
-    path = bench / "expected.csv"
-    if not path.exists():
-        return {}
-    with open(path, newline="") as fh:
-        return {(r["onnx"], r["vnnlib"]): r["expected"] for r in csv.DictReader(fh)}
-
-
 def select(rows: list, limit: int | None) -> list:
     """An evenly spread slice of ``limit`` instances (the whole list without a limit)."""
     if not limit or limit >= len(rows):
@@ -88,31 +76,17 @@ def read_subset(path: Path) -> dict[tuple[str, str, str], tuple[str, float]]:
     return out
 
 
-def run_instance(bench: Path, onnx: str, vnnlib: str, timeout: float, extra: list[str]
+def run_instance(bench: Path, onnx: str, vnnlib: str, timeout: float,
+                 device: str | None = None, config: Path | None = None
                  ) -> tuple[str, float, float, str, dict]:
-    """Run one instance as a subprocess; returns (verdict, wall, start-up, message, stats)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        result, stats = Path(tmp, "result.txt"), Path(tmp, "stats.json")
-        cmd = [sys.executable, "-m", "planecut", "verify", str(bench / onnx),
-               str(bench / vnnlib), "--timeout", str(timeout), "--result-file", str(result),
-               "--stats", str(stats), "--quiet", *extra]
-        t = time.monotonic()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
-            err = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
-        except subprocess.TimeoutExpired:
-            return ("hung", time.monotonic() - t, float("nan"), "no answer within timeout + 30 s",
-                    {})
-        wall = time.monotonic() - t
-        verdict = result.read_text().split("\n", 1)[0].strip() if result.exists() else "none"
-        startup, data = float("nan"), {}
-        if stats.exists():
-            data = json.loads(stats.read_text())
-            tm = data.get("timings", {})
-            # process start to model loaded: everything before the first attack/bound step
-            after_load = data["seconds"] - sum(tm.get(k, 0.0) for k in ("parse", "import", "load"))
-            startup = wall - after_load
-        return verdict, wall, startup, err, data.get("stats", {})
+    """Run one instance as a subprocess (killed at timeout + 30 s); returns (verdict, wall,
+    start-up, message, stats)."""
+    inst = Instance(benchmark_name(bench), bench, onnx, vnnlib, timeout)
+    opts = RunOptions(timeout=timeout, grace_s=HANG_GRACE_S, device=device,
+                      config=str(config) if config else None)
+    r = run_one(inst, opts)
+    stats = {"bab_domains": r.bab_domains, "bab_domains_per_second": r.domains_per_s}
+    return r.verdict, r.seconds, r.startup_seconds, r.error, stats
 
 
 def summarise(runs: list[InstanceRun]) -> str:
@@ -163,9 +137,6 @@ def main(argv: list[str] | None = None) -> int:
                     "results CSV (benchmark,onnx,vnnlib,result,wall_s), compared with it")
     ap.add_argument("--config", type=Path, help="YAML config passed to planecut verify")
     args = ap.parse_args(argv)
-    extra = ["--device", args.device] if args.device else []
-    if args.config:
-        extra += ["--config", str(args.config)]
     subset = read_subset(args.subset) if args.subset else None
     runs: list[InstanceRun] = []
     benches = [b for b in find_benchmarks(args.root)
@@ -181,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = [r for r in rows if (bench.name, r[0], r[1]) in subset]
         for onnx, vnnlib, t_inst in select(rows, args.limit):
             timeout = args.timeout or t_inst
-            verdict, wall, up, msg, st = run_instance(bench, onnx, vnnlib, timeout, extra)
+            verdict, wall, up, msg, st = run_instance(bench, onnx, vnnlib, timeout,
+                                                      args.device, args.config)
             ref = subset.get((bench.name, onnx, vnnlib), ("", float("nan"))) if subset else \
                 ("", float("nan"))
             run = InstanceRun(name, onnx, vnnlib, verdict, expected.get((onnx, vnnlib), ""),

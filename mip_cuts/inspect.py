@@ -90,7 +90,8 @@ def run_cuts(model_path: str | Path, spec_path: str | Path, time_limit: float,
     order = [i for i in np.argsort(run.lp_without) if not run.lp_without[i] > 0] or \
         [int(np.argmin(run.lp_without))]
     job = CutJob(enc, [objectives[i] for i in order], time_limit=time_limit,
-                 layer_names=names, layer_shapes=shapes, samples=samples)
+                 layer_names=names, layer_shapes=shapes, samples=samples,
+                 stop_when_decided=False)  # inspection: keep separating until the limit
     t0 = time.monotonic()
     worker = CutWorker().start(job)
     next_report = 1.0
@@ -162,7 +163,8 @@ def cuts_main(args: argparse.Namespace) -> int:
                 marks[m] = n
     print(f"cuts: {len(run.cuts)} validated, {run.rejected} rejected; first cut after "
           + (f"{run.first_cut_s:.2f}s" if run.first_cut_s is not None else "- (none)"))
-    print("cuts by time: " + ", ".join(f"{m}s: {marks[m]}" for m in sorted(marks)))
+    print("cuts by time: " + ", ".join([f"{m}s: {marks[m]}" for m in sorted(marks)] +
+                                        [f"end ({end:.1f}s): {len(run.cuts)}"]))
     for i, (lp0, lp1, (st, pr, du)) in enumerate(zip(run.lp_without, run.lp_with, run.mip)):
         print(f"disjunct {i}: LP bound {lp0:.6g} -> {lp1:.6g} with cuts; MIP {st}: "
               f"bound {du:.6g}, best {pr:.6g}")

@@ -51,6 +51,12 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="write run statistics as JSON (verdict, seconds per phase, figures)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     v.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    from planecut.benchmarks.cli import add_bench_parser
+
+    add_bench_parser(sub)
+    from planecut.mip_cuts.inspect import add_cuts_parser
+
+    add_cuts_parser(sub)
     return parser
 
 
@@ -59,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "verify":
         return _verify_command(args, t_start)
+    if args.command == "bench":
+        from planecut.benchmarks.cli import bench_main
+
+        return bench_main(args)
+    if args.command == "cuts":
+        from planecut.mip_cuts.inspect import cuts_main
+
+        return cuts_main(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces the command
 
 

@@ -5,12 +5,15 @@ oval21 models, the cuts its callback returned cut off real network executions.""
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..milp import MilpModel
+
+_FD_LOCK = threading.Lock()  # one fd-1 redirection at a time
 
 
 @dataclass
@@ -32,6 +35,32 @@ def _import():
     except ImportError as e:  # pragma: no cover
         raise ImportError("the HiGHS backend needs highspy (pip install highspy)") from e
     return highspy
+
+
+def new_highs(threads: int = 1):
+    """A silent ``highspy.Highs``. Its constructor prints a banner straight to file descriptor
+    1 (below Python's ``sys.stdout``), which would corrupt the verdict a CLI prints on stdout;
+    so fd 1 points at /dev/null while it runs."""
+    import os
+    import sys
+    h = _import()
+    with _FD_LOCK:
+        try:
+            sys.stdout.flush()
+        except (AttributeError, ValueError):  # pragma: no cover - no usable stdout
+            pass
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            solver = h.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("threads", int(threads))
+    return solver
 
 
 def solve_highs(model: MilpModel, *, relax: bool = False, time_limit: float = math.inf,
@@ -61,9 +90,7 @@ def solve_highs(model: MilpModel, *, relax: bool = False, time_limit: float = ma
     if not relax and model.integer.any():
         lp.integrality_ = [h.HighsVarType.kInteger if v else h.HighsVarType.kContinuous
                            for v in model.integer]
-    solver = h.Highs()
-    solver.setOptionValue("output_flag", False)
-    solver.setOptionValue("threads", int(threads))
+    solver = new_highs(threads)
     if np.isfinite(time_limit):
         solver.setOptionValue("time_limit", max(0.05, float(time_limit)))
     solver.passModel(lp)

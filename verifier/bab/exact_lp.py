@@ -41,6 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from planecut.mip_cuts.backends.highs import new_highs
 from planecut.verifier.graph.ir import Graph, LinearNode, Relu
 
 Tensor = torch.Tensor
@@ -320,8 +321,7 @@ def _solve_lp(Aub: np.ndarray, bub: np.ndarray, cost: np.ndarray, lb: np.ndarray
 
     status = highspy.HighsModelStatus
     for presolve in ("on", "off"):
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = new_highs()  # silent: no banner on the CLI's stdout
         h.setOptionValue("presolve", presolve)
         if time_limit is not None:
             h.setOptionValue("time_limit", max(1e-3, float(time_limit)))
