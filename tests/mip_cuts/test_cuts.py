@@ -15,7 +15,7 @@ from planecut.mip_cuts.cutset import CutSet
 from planecut.mip_cuts.milp import build_milp
 from planecut.mip_cuts.validate import cuts_from_rows, sample_inputs, validate
 
-from .conftest import encode
+from testnets import encode
 
 
 def _harvest(enc, C, d, seconds):

@@ -10,7 +10,7 @@ from planecut.errors import UnsupportedError
 from planecut.mip_cuts.encoding import encode_network
 from planecut.mip_cuts.milp import build_milp, execution_columns
 
-from .conftest import encode, make_conv_residual
+from testnets import encode, make_conv_residual
 
 
 def _ort(path, X, shape):

@@ -9,7 +9,7 @@ from planecut.mip_cuts.backends.highs import solve_highs
 from planecut.mip_cuts.backends.scip import solve_scip
 from planecut.mip_cuts.milp import build_milp
 
-from .conftest import encode, exact_min
+from testnets import encode, exact_min
 
 
 @pytest.mark.parametrize("seed", range(6))

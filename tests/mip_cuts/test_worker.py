@@ -16,7 +16,7 @@ import pytest
 
 from planecut.mip_cuts.worker import CutJob, CutWorker
 
-from .conftest import encode, make_fc
+from testnets import encode, make_fc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,7 +126,7 @@ _PARENT = textwrap.dedent("""
     import sys, time
     import numpy as np
     sys.path.insert(0, {tests!r})
-    from mip_cuts.conftest import encode, make_fc
+    from testnets import encode, make_fc
     from planecut.mip_cuts.worker import CutJob, CutWorker
     from pathlib import Path
     if __name__ == "__main__":

@@ -44,6 +44,7 @@ from planecut.verifier.bounds.crown import (
     tighten,
 )
 from planecut.verifier.bounds.beta_crown import initial_betas
+from planecut.verifier.bounds.gcp_crown import CUT_KEY, initial_mus, initial_pi_fracs
 from planecut.verifier.bounds.relaxations import ReluRelaxation
 from planecut.verifier.bounds.types import AlphaOptions
 
@@ -95,7 +96,7 @@ def _rebuild(ctx: BoundContext, state: IntermediateState, targets: dict[str, Ten
     with the CROWN/IBP bounds; the other nonlinear nodes keep their bounds."""
     relax = dict(state.relaxations)
     it_ctx = BoundContext(ctx.plan, ctx.x_lower, ctx.x_upper, relax, ctx.deadline,
-                          ctx.chunk_elements, ctx.split_signs)
+                          ctx.chunk_elements, ctx.split_signs, ctx.cuts)
     inter = dict(state.intermediate)
     for node in ctx.plan.nonlinear_nodes:
         rows = targets.get(node.name)
@@ -144,6 +145,13 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
             if state.relaxations[relu.name].index.numel() > 0}
 
     betas = initial_betas(ctx.split_signs, rows_out, beta_init)
+    if ctx.cuts is not None and ctx.cuts.count:
+        betas[CUT_KEY] = initial_mus(ctx.cuts, ctx.batch, rows_out,
+                                     None if beta_init is None else beta_init.get(CUT_KEY),
+                                     start_lower)
+        # (option) the upper-side weights of layers with indicator terms move with the slopes
+        if options.optimise_cut_relaxation:
+            final.update(initial_pi_fracs(ctx.cuts, state.relaxations, rows_out, init))
     params = list(final.values()) + [a for s in per_target.values() for a in s.values()]
     best_lower = start_lower.detach().clone()
     best_inter = {k: (lo.detach().clone(), hi.detach().clone())
@@ -241,7 +249,7 @@ def _optimise_final(ctx: BoundContext, relaxations: dict, output: str, lam_out: 
     """
     active = torch.arange(ctx.batch, device=best_lower.device)
     sub = BoundContext(ctx.plan, ctx.x_lower, ctx.x_upper, dict(relaxations), ctx.deadline,
-                       ctx.chunk_elements, ctx.split_signs)
+                       ctx.chunk_elements, ctx.split_signs, ctx.cuts)
     lam = lam_out
     opt, sched = _adam(list(final.values()), list(betas.values()), options)
     best_total = -float("inf")

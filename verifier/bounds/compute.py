@@ -12,6 +12,7 @@ import torch
 from planecut.errors import check_deadline
 from planecut.verifier.bounds.alpha_crown import alpha_crown
 from planecut.verifier.bounds.beta_crown import split_signs
+from planecut.verifier.bounds.gcp_crown import CutTerms
 from planecut.verifier.bounds.crown import (
     DEFAULT_CHUNK_ELEMENTS,
     BackwardRecord,
@@ -39,7 +40,8 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
                    beta_init: dict | None = None,
                    return_coeffs: bool = False,
                    done: Callable[[Tensor], Tensor] | None = None,
-                   known_bounds: Mapping[str, Interval] | None = None) -> BoundResult:
+                   known_bounds: Mapping[str, Interval] | None = None,
+                   cuts: "CutTerms | None" = None) -> BoundResult:
     """Bounds on ``C·y``, ``y = graph(x)``, for every input box ``[x_lower[b], x_upper[b]]``.
 
     Args:
@@ -80,6 +82,13 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
             hold anyway — e.g. a parent domain's in branch and bound: the bounds computed for
             nodes not in ``intermediate`` are intersected with them (and CROWN skips the
             neurons they already make stable). Soundness is the caller's responsibility.
+        cuts: GCP-CROWN cutting planes (:class:`~planecut.verifier.bounds.gcp_crown.CutTerms`,
+            valid on every execution of the network on these boxes). With ``"alpha-crown"``
+            the final bound gets one multiplier ``μ >= 0`` per (domain, row, cut), optimised
+            with the slopes (learning rate ``alpha.lr_beta``) and returned in ``betas`` under
+            :data:`~planecut.verifier.bounds.gcp_crown.CUT_KEY` (accepted back in
+            ``beta_init``; fewer cuts than now: the new ones start at zero). Other methods
+            ignore cuts.
 
     When every nonlinear node's bounds are given only the final bound is computed: no
     intermediate CROWN pass, and alpha-/beta-CROWN optimise the final bound's slopes and
@@ -108,7 +117,8 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
     signs = split_signs(graph, splits, batch, xl) if splits is not None else {}
 
     with torch.no_grad():
-        ctx = BoundContext(plan, xl, xu, {}, deadline, chunk_elements, signs)
+        ctx = BoundContext(plan, xl, xu, {}, deadline, chunk_elements, signs,
+                           cuts.to(xl) if cuts is not None and cuts.count else None)
         state = intermediate_sweep(ctx, given, use_crown=method != "ibp", known=known)
         out_lo, out_hi = state.intervals[graph.output_name]
         lower_rows = concretize_interval(rows, out_lo.reshape(batch, -1),
@@ -127,7 +137,7 @@ def compute_bounds(graph: Graph, x_lower: Tensor, x_upper: Tensor, C: Tensor | N
         outcome = alpha_crown(ctx, state, graph.output_name, lam_out, lower_rows,
                               alpha or AlphaOptions(), alpha_init, beta_init, done)
         lower_rows, inter, alphas = outcome.lower, outcome.intermediate, outcome.alphas
-        betas = outcome.betas if signs else None
+        betas = outcome.betas if signs or ctx.cuts is not None else None
     coeffs = None
     if return_coeffs and method != "ibp":
         lower_rows, coeffs = _final_coefficients(ctx, state, graph, lam_out, lower_rows,

@@ -25,6 +25,15 @@ import torch
 
 from planecut.errors import check_deadline
 from planecut.verifier.bounds.beta_crown import add_split_terms, clamp_to_splits
+from planecut.verifier.bounds.gcp_crown import (
+    PI_SUFFIX,
+    CutTerms,
+    mu_of,
+    relu_backward_gcp,
+    rhs_term,
+    seed_pending,
+    weigh,
+)
 from planecut.verifier.bounds.ibp import ibp_node
 from planecut.verifier.bounds.linear_backward import backward_linear, bias_term
 from planecut.verifier.bounds.plan import GraphPlan, is_nonlinear
@@ -86,6 +95,8 @@ class BoundContext:
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     # beta-CROWN: split signs (B, 1, *shape) by ReLU node name (see :mod:`.beta_crown`)
     split_signs: dict[str, Tensor] = field(default_factory=dict)
+    # GCP-CROWN: cutting planes, used by passes given multipliers (see :mod:`.gcp_crown`)
+    cuts: CutTerms | None = None
 
     @property
     def batch(self) -> int:
@@ -125,7 +136,7 @@ def select_domains(ctx: BoundContext, keep: Tensor) -> BoundContext:
             relax, **{f.name: cut(getattr(relax, f.name)) for f in dataclasses.fields(relax)})
     return BoundContext(ctx.plan, ctx.x_lower[keep], ctx.x_upper[keep], relaxations,
                         ctx.deadline, ctx.chunk_elements,
-                        {k: cut(v) for k, v in ctx.split_signs.items()})
+                        {k: cut(v) for k, v in ctx.split_signs.items()}, ctx.cuts)
 
 
 def concretize_input(lam: Tensor, x_lower: Tensor, x_upper: Tensor) -> Tensor:
@@ -147,11 +158,18 @@ def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
     node name, ``(B, K, *shape)``) replace the default lower slopes of unstable ReLUs;
     ``betas`` (same layout, ``>= 0``) are split multipliers: at a split ReLU's input the
     coefficient becomes ``Λ − β·s`` with ``s = ctx.split_signs`` (:mod:`.beta_crown`).
-    ``record`` collects the coefficients met on the way.
+    ``record`` collects the coefficients met on the way. With cuts in ``ctx`` and their
+    multipliers ``betas[CUT_KEY]`` ``(B, K, m)``, the GCP-CROWN terms join the pass
+    (:mod:`.gcp_crown`; only for the network output as target).
     """
     plan = ctx.plan
     pending: dict[str, Tensor] = {target: lam}
     const: Tensor | None = None
+    mu = mu_of(betas) if ctx.cuts is not None else None
+    if mu is not None:
+        for name, t in seed_pending(ctx.cuts, mu, plan.input_name).items():
+            pending[name] = t if name not in pending else pending[name] + t
+        const = rhs_term(ctx.cuts, mu)
 
     def accumulate(name: str, coeff: Tensor) -> None:
         prev = pending.get(name)
@@ -174,7 +192,13 @@ def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
                 accumulate(name, c)
         else:
             alpha = None if alphas is None else alphas.get(node.name)
-            c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha)
+            qa = None if mu is None else ctx.cuts.qa.get(node.name)
+            if qa is not None:
+                c, b = relu_backward_gcp(
+                    coeff, ctx.relaxations[node.name], alpha, weigh(mu, qa),
+                    None if alphas is None else alphas.get(node.name + PI_SUFFIX))
+            else:
+                c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha)
             beta = None if betas is None else betas.get(node.name)
             if beta is not None:
                 c = add_split_terms(c, beta, ctx.split_signs[node.name])

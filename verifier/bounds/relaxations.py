@@ -52,6 +52,8 @@ class ReluRelaxation:
     upper_slope_u: Tensor
     upper_intercept_u: Tensor
     default_gap_u: Tensor  # default lower slope minus upper slope, at index
+    lower: Tensor | None = None  # (B, 1, *shape) the bounds it was built from (GCP-CROWN's
+    upper: Tensor | None = None  # indicator terms need them)
 
     def lower_slope(self, alpha: Tensor | None = None) -> Tensor:
         a = self.default_alpha if alpha is None else alpha
@@ -83,6 +85,7 @@ def relu_relaxation(lower: Tensor, upper: Tensor) -> ReluRelaxation:
         active_u=active_u, unstable_u=unstable_u, upper_slope_u=upper_slope_u,
         upper_intercept_u=gather(upper_intercept),
         default_gap_u=active_u + unstable_u * gather(default_alpha) - upper_slope_u,
+        lower=lower.unsqueeze(1), upper=upper.unsqueeze(1),
     )
 
 

@@ -25,6 +25,10 @@ class AlphaOptions:
     # the tensors the rows travel through). Above it only the final bound's slopes are
     # optimised and the intermediate bounds are CROWN's.
     intermediate_budget: int = 2**25
+    # GCP-CROWN: optimise the upper-side dual weights of ReLUs with cut indicator terms too
+    # (reaches the LP with the same cuts at convergence) instead of their closed form (better
+    # within the tens of iterations branch and bound affords; measured on small nets)
+    optimise_cut_relaxation: bool = False
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
