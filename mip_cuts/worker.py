@@ -56,7 +56,7 @@ class CutJob:
     minus what has passed). ``samples``: executions each cut must hold on.
     """
 
-    encoding: NetworkEncoding
+    encoding: NetworkEncoding | None
     objectives: list[tuple[np.ndarray, np.ndarray]]
     time_limit: float = 60.0
     threads: int = 1
@@ -69,6 +69,13 @@ class CutJob:
     # end each objective's solve as soon as its sign is known (proof or violation); False
     # keeps SCIP closing the gap (and separating cuts) until the time limit
     stop_when_decided: bool = True
+    # instead of ``encoding``: the graph, box and root bounds, encoded in the worker (a conv
+    # net's encoding takes seconds that the verifier's own search should not wait for; the
+    # worker then imports torch)
+    graph: Any = None
+    x_lower: np.ndarray | None = None
+    x_upper: np.ndarray | None = None
+    intermediate: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
 
 @dataclass
@@ -151,12 +158,22 @@ def _run(job: CutJob, out: "mp.Queue", stop, t0: float) -> None:
     from .backends.scip import solve_scip
 
     enc = job.encoding
+    if enc is None:
+        import torch
+
+        from .encoding import encode_network
+
+        torch.set_num_threads(1)
+        enc = encode_network(job.graph, job.x_lower, job.x_upper, job.intermediate)
+        job.layer_names = job.layer_names or tuple(L.pre_name for L in enc.layers)
+        job.layer_shapes = job.layer_shapes or tuple(L.shape for L in enc.layers)
     rng = np.random.default_rng(job.seed)
     X = sample_inputs(enc, job.samples, rng)
     incumbents: list[np.ndarray] = []
     seen: set[bytes] = set()
     version = 0
-    totals = {"cuts_raw": 0, "cuts_sent": 0, "cuts_rejected": 0, "duplicates": 0,
+    totals = {"encoded_s": time.monotonic() - t0, "cuts_raw": 0, "cuts_sent": 0,
+              "cuts_rejected": 0, "duplicates": 0,
               "rows_unmapped": 0, "first_cut_s": None, "objectives": len(job.objectives)}
 
     def elapsed() -> float:

@@ -269,15 +269,25 @@ class _InstanceRun:
             root = {name: (torch_cat([self._root[r][name][0] for r in unproven]),
                            torch_cat([self._root[r][name][1] for r in unproven]))
                     for name in self._root[unproven[0]]}
-            out = activation_split_bab(self.graph, st, root, config=cfg,
-                                       deadline=self.deadline, confirm=self._confirm,
-                                       progress=self._progress,
-                                       margin=self.config.bounds.proof_margin)
+            source = self._cut_source(unproven, root)
+            try:
+                out = activation_split_bab(self.graph, st, root, config=cfg,
+                                           deadline=self.deadline, confirm=self._confirm,
+                                           progress=self._progress,
+                                           margin=self.config.bounds.proof_margin,
+                                           cut_source=source,
+                                           cut_refresh_seconds=self.config.cuts.refresh_seconds)
+            finally:
+                if source is not None:  # past the deadline there is no time for niceties
+                    source.stop(grace=min(0.8, max(0.05, self.deadline - time.monotonic())))
+                    self._cut_stats(source)
         self._add_time("bab", time.monotonic() - t)
         self.stats.update(bab_mode=mode, bab_domains=out.domains_visited,
                           bab_domains_per_second=out.domains_per_second,
                           bab_bound_seconds=out.bound_seconds,
                           bab_worst_margin=out.worst_margin)
+        if out.row_lower is not None:
+            self.stats["bab_open_row_lower"] = out.row_lower
         self.log(f"bab: {out.verdict} after {out.domains_visited} domain(s), "
                  f"{out.domains_per_second:.0f} domains/s{' (' + out.message + ')' if out.message else ''}")
         if out.verdict == "sat":
@@ -285,6 +295,49 @@ class _InstanceRun:
         if out.verdict in ("unsat", "timeout"):
             return self._result(out.verdict)
         return None
+
+    def _cut_source(self, unproven: list[int], root: dict):
+        """The MIP cut worker for this search, or None (``cuts.mode``; ``auto``: one region of
+        a ReLU network with unstable neurons at the root, on a machine with 2+ cores)."""
+        import os
+
+        ccfg = self.config.cuts
+        if ccfg.mode == "off" or len(unproven) != 1:
+            if ccfg.mode == "mip" and len(unproven) != 1:
+                self.log("cuts: the MIP worker handles one input region; not started")
+            return None
+        unstable = sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in root.values())
+        if ccfg.mode == "auto" and (unstable < ccfg.auto_min_unstable
+                                    or (os.cpu_count() or 1) < 2):
+            return None
+        import numpy as np
+
+        from planecut.verifier.bab.cut_source import CutSource
+
+        region = self.spec.regions[unproven[0]]
+        # hardest disjunct first: the lowest root bound of its best row
+        disjuncts = [(np.atleast_2d(dj.C), np.asarray(dj.d)) for dj in region.disjuncts]
+        seconds = max(0.5, self.deadline - time.monotonic())
+        source = CutSource(self.graph, self.tensors.lower, max_cuts=ccfg.max_cuts)
+        try:
+            source.start(region.lower, region.upper, root, disjuncts, seconds, ccfg.samples)
+        except Exception as exc:  # the search goes on without cuts
+            self.log(f"cuts: could not start the MIP worker ({type(exc).__name__}: {exc})")
+            return None
+        self.log(f"cuts: MIP worker started (SCIP, {unstable} unstable neurons at the root)")
+        return source
+
+    def _cut_stats(self, source) -> None:
+        s = source.stats
+        self.stats.update(cuts_received=s.received, cuts_used=source.count,
+                          cuts_rejected=s.rejected, cuts_dropped=s.dropped,
+                          cuts_first_s=-1.0 if s.first_cut_s is None else s.first_cut_s,
+                          cuts_refreshes=s.refreshes, mip_status=s.mip_status or "unknown")
+        if s.root_margin is not None:
+            self.stats["cuts_root_margin"] = s.root_margin
+        self.log(f"cuts: {s.received} received, {source.count} used, {s.rejected} rejected, "
+                 f"first after {s.first_cut_s if s.first_cut_s is not None else float('nan'):.1f}s, "
+                 f"MIP {s.mip_status or 'undecided'}")
 
     def _bound(self) -> list[int]:
         """Incomplete bounds, cheapest method first; returns the regions left unproven."""

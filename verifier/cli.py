@@ -49,6 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
     v.add_argument("--config", type=Path, help="YAML configuration file")
     v.add_argument("--stats", type=Path,
                    help="write run statistics as JSON (verdict, seconds per phase, figures)")
+    v.add_argument("--cuts", choices=("off", "mip", "auto"),
+                   help="MIP cut worker during branch and bound: off, mip (on), auto "
+                   "(default: per model, see the config's cuts.mode)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     v.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     from planecut.benchmarks.cli import add_bench_parser
@@ -139,6 +142,9 @@ def _verify_command(args: argparse.Namespace, t_start: float) -> int:
             config = load_config(args.config) if args.config else VerifierConfig()
             if args.device:
                 config = dataclasses.replace(config, device=args.device)
+            if args.cuts:
+                config = dataclasses.replace(
+                    config, cuts=dataclasses.replace(config.cuts, mode=args.cuts))
             remaining = args.timeout - (time.monotonic() - t_start)
             result = verify(args.model, args.spec, timeout=remaining, config=config, log=log)
             log(f"{result.verdict} after {time.monotonic() - t_start:.2f}s "

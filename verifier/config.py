@@ -65,6 +65,24 @@ class BabConfig:
 
 
 @dataclass(frozen=True)
+class CutsConfig:
+    """The MIP cut worker (SCIP in a separate process) during activation-split BaB.
+
+    ``mode``: ``off``; ``mip`` (run it: its cuts tighten the bounds via GCP-CROWN, and its own
+    verdict — property proven by the MIP, or a violating incumbent confirmed with onnxruntime —
+    ends the search); ``auto`` (``mip`` where measured to pay: ReLU networks searched by
+    activation split with one input region and at least ``auto_min_unstable`` unstable
+    neurons at the root, on a machine with at least 2 CPU cores: on smaller problems the
+    search alone is faster than starting a solver)."""
+
+    mode: str = "auto"
+    max_cuts: int = 1000  # cuts kept in the bound computation (largest multipliers first)
+    refresh_seconds: float = 2.0  # at most one root re-optimisation per this many seconds
+    samples: int = 2000  # executions every cut is checked against before it is used
+    auto_min_unstable: int = 200
+
+
+@dataclass(frozen=True)
 class VerifierConfig:
     """Everything that changes how ``verify`` runs (CLI flags override single fields)."""
 
@@ -80,6 +98,7 @@ class VerifierConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     bounds: BoundsConfig = field(default_factory=BoundsConfig)
     bab: BabConfig = field(default_factory=BabConfig)
+    cuts: CutsConfig = field(default_factory=CutsConfig)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
@@ -99,6 +118,8 @@ class VerifierConfig:
         if self.bab.input_branching not in ("sb", "lookahead"):
             raise ConfigError("bab.input_branching must be sb or lookahead, not "
                               f"{self.bab.input_branching!r}")
+        if self.cuts.mode not in ("off", "mip", "auto"):
+            raise ConfigError(f"cuts.mode must be off, mip or auto, not {self.cuts.mode!r}")
         if self.bab.batch_size < 1:
             raise ConfigError("bab.batch_size must be >= 1")
         if self.attack.restarts < 1 or self.attack.steps < 0:

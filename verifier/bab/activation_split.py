@@ -60,9 +60,10 @@ from planecut.verifier.bab.branching import (
     choose_neurons,
     preactivation_bias,
 )
+from planecut.verifier.bab.cut_source import CutSource
 from planecut.verifier.bab.domains import DomainBatch, DomainStore, NeuronLayout
 from planecut.verifier.bab.types import BabOutcome, BabProgress, Confirm, Progress
-from planecut.verifier.bounds import AlphaOptions, BoundResult, compute_bounds
+from planecut.verifier.bounds import CUT_KEY, AlphaOptions, BoundResult, CutTerms, compute_bounds
 from planecut.verifier.config import BabConfig
 from planecut.verifier.graph.ir import Graph
 from planecut.verifier.spec_tensors import SpecTensors
@@ -134,6 +135,10 @@ class _Search:
     bias: Tensor  # (M,) pre-activation bias per compact neuron
     refine: bool = False  # recompute intermediate bounds of the layers after a new split
     stats: _Stats = field(default_factory=_Stats)
+    # GCP-CROWN: the MIP worker's cuts and the root's multipliers (R, K, m), which warm-start
+    # every domain's (children do not keep their own: the cut set changes under them)
+    cuts: CutTerms | None = None
+    mu_root: Tensor | None = None
 
     @property
     def like(self) -> Tensor:
@@ -165,6 +170,9 @@ class _Search:
                           for name, a in lay.full_rows(batch.alpha, self.like).items()}
         if batch.beta is not None:
             beta_init = lay.full_rows(batch.beta, self.like)
+        if self.cuts is not None and self.mu_root is not None:
+            beta_init = dict(beta_init or {})
+            beta_init[CUT_KEY] = self.mu_root.index_select(0, region)
         sub = st.take(region)
         done = None
         if stop_when_proven:
@@ -176,7 +184,7 @@ class _Search:
                                   alpha=self.options(iterations), intermediate=inter,
                                   deadline=self.deadline, alpha_init=alpha_init,
                                   splits=splits, beta_init=beta_init, return_coeffs=coeffs,
-                                  done=done, known_bounds=known)
+                                  done=done, known_bounds=known, cuts=self.cuts)
         finally:
             self.stats.bound_seconds += time.monotonic() - t
 
@@ -362,7 +370,9 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
                          root_alphas: dict | None = None,
                          warm_start_budget: int = 2**31,
                          refine_intermediate: bool = False,
-                         round_seconds: float | None = 2.0) -> BabOutcome:
+                         round_seconds: float | None = 2.0,
+                         cut_source: "CutSource | None" = None,
+                         cut_refresh_seconds: float = 2.0) -> BabOutcome:
     """Prove or falsify every region of ``spec`` by splitting ReLUs (see the module doc).
 
     Args:
@@ -383,6 +393,11 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
         round_seconds: target duration of one round: the number of children per round adapts
             to it, up to ``config.batch_size`` (see :class:`_BatchSizer`; None: always
             ``config.batch_size``).
+        cut_source: the MIP cut worker of this search (one region; see
+            :mod:`.cut_source`): between rounds its new cuts re-optimise the root bound with
+            GCP-CROWN (at most every ``cut_refresh_seconds``) and then tighten every domain's
+            bound; its own verdict (MIP proof, or a violating incumbent once confirmed) ends
+            the search.
     """
     t0 = time.monotonic()
     like = spec.lower
@@ -394,15 +409,25 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
     last_report = t0
 
     def outcome(verdict: str, cex=None, message: str = "") -> BabOutcome:
+        rows = store.row_lower_min()
         return BabOutcome(verdict, cex, search.stats.visited, time.monotonic() - t0,
-                          search.stats.bound_seconds, store.worst_score(), message)
+                          search.stats.bound_seconds, store.worst_score(), message,
+                          None if rows is None else [float(v) for v in rows])
 
     try:
         cex = _root(search, root_alphas, store)
         if cex is not None:
             return outcome("sat", cex)
+        last_refresh = float("-inf")
         while len(store):
             check_deadline(deadline)
+            if cut_source is not None:
+                verdict, cex = _use_cuts(search, cut_source, time.monotonic() - last_refresh
+                                         >= cut_refresh_seconds)
+                if verdict == "refreshed":
+                    last_refresh = time.monotonic()
+                elif verdict is not None:
+                    return outcome(verdict, cex, message="decided with the MIP worker")
             if len(store) > config.max_domains:
                 return outcome("unknown", message=f"more than {config.max_domains} domains")
             s = _splits_per_domain(len(store), sizer.size)
@@ -431,6 +456,50 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
         return outcome("unknown", message=f"{search.stats.undecided} fully split domain(s) "
                        "could not be decided exactly")
     return outcome("unsat")
+
+
+def _use_cuts(search: _Search, source: "CutSource", may_refresh: bool
+              ) -> tuple[str | None, object]:
+    """Between rounds: the MIP worker's verdict if it has one (``"unsat"``, or ``"sat"`` with a
+    confirmed counterexample); else, with new cuts (and ``may_refresh``), re-optimise the
+    root's bound with GCP-CROWN to get multipliers for every domain — ``"unsat"`` if the root
+    is then proven, ``"refreshed"`` otherwise; None when nothing changed."""
+    st = search.spec
+    region0 = torch.zeros(1, dtype=torch.long, device=st.lower.device)
+    for x in source.candidates():
+        xt = torch.as_tensor(x, dtype=st.lower.dtype, device=st.lower.device).reshape(1, -1)
+        cex = search.confirm(xt, st.region_index[region0])
+        if cex is not None:
+            return "sat", cex
+    if source.proved():
+        return "unsat", None
+    changed = source.poll()
+    if source.terms is None or not may_refresh or (not changed and search.cuts is source.terms):
+        return None, None
+    lay = search.layout
+    R = st.num_regions
+    region = torch.arange(R, device=st.lower.device)
+    lo, hi = lay.root_compact(st.lower)
+    inter = lay.full_bounds(lo, hi, region)
+    beta_init = None if search.mu_root is None else {CUT_KEY: search.mu_root}
+    t = time.monotonic()
+    res = compute_bounds(search.graph, st.lower, st.upper, st.C, "alpha-crown",
+                         alpha=search.options(max(search.config.iterations, 30)),
+                         intermediate=inter, deadline=search.deadline, cuts=source.terms,
+                         beta_init=beta_init)
+    search.stats.bound_seconds += time.monotonic() - t
+    mu = res.betas[CUT_KEY].detach()
+    if source.count > source.max_cuts:
+        keep = torch.argsort(mu.amax(dim=(0, 1)), descending=True)[:source.max_cuts]
+        keep = keep.sort().values  # keep the cuts' order (append-only warm starts)
+        source.keep(keep)
+        mu = mu[:, :, keep]
+    search.cuts, search.mu_root = source.terms, mu
+    source.stats.refreshes += 1
+    source.stats.root_margin = float(st.disjunct_max(res.lower - st.d).min())
+    if bool(_proven(st, region, res.lower, search.margin).all()):
+        return "unsat", None
+    return "refreshed", None
 
 
 def _round(search: _Search, parents: DomainBatch, s: int, store: DomainStore):

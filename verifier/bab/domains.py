@@ -251,6 +251,12 @@ class DomainStore:
             return float("inf")
         return float(self._data["score"][:self._size].min())
 
+    def row_lower_min(self) -> Tensor | None:
+        """Per spec row, the lowest lower bound over the open domains (None when empty)."""
+        if self._size == 0:
+            return None
+        return self._data["row_lower"][:self._size].min(dim=0).values
+
     def scores(self) -> Tensor:
         return self._data["score"][:self._size]
 

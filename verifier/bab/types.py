@@ -38,6 +38,9 @@ class BabOutcome:
     bound_seconds: float = 0.0
     worst_margin: float = float("-inf")
     message: str = ""
+    # per spec row, the lowest lower bound of ``C·y`` over the domains still open when the
+    # search ended (empty when none was open): the global bound an unproven run reached
+    row_lower: list[float] | None = None
 
     @property
     def domains_per_second(self) -> float:

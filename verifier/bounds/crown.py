@@ -32,7 +32,6 @@ from planecut.verifier.bounds.gcp_crown import (
     relu_backward_gcp,
     rhs_term,
     seed_pending,
-    weigh,
 )
 from planecut.verifier.bounds.ibp import ibp_node
 from planecut.verifier.bounds.linear_backward import backward_linear, bias_term
@@ -195,7 +194,7 @@ def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
             qa = None if mu is None else ctx.cuts.qa.get(node.name)
             if qa is not None:
                 c, b = relu_backward_gcp(
-                    coeff, ctx.relaxations[node.name], alpha, weigh(mu, qa),
+                    coeff, ctx.relaxations[node.name], alpha, qa.weigh(mu),
                     None if alphas is None else alphas.get(node.name + PI_SUFFIX))
             else:
                 c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha)

@@ -54,17 +54,42 @@ PI_SUFFIX = "::pi"
 
 
 @dataclass
-class CutTerms:
-    """A cut set as dense torch tensors laid out like the graph's tensors.
+class LayerCuts:
+    """One tensor's cut coefficients on the columns some cut touches: ``cols`` (flat
+    positions) and ``coeffs`` ``(m, len(cols))``. Cuts touch few neurons (mostly unstable
+    ones), so multiplying the multipliers by these instead of a dense ``(m, n)`` matrix saves
+    most of the work on conv layers."""
 
-    ``hx`` ``(m, *input_shape)``; per ReLU node name ``gz``/``hy``/``qa`` ``(m, *shape)`` (only
-    layers with a nonzero coefficient); ``pre_name`` maps a ReLU name to its input tensor."""
+    cols: Tensor
+    coeffs: Tensor
+    shape: tuple[int, ...]
+
+    def weigh(self, mu: Tensor) -> Tensor:
+        """``Σ_k μ[b, r, k]·coeffs[k, ...]`` as a full ``(B, K, *shape)`` tensor."""
+        b, r, m = mu.shape
+        n = 1
+        for s in self.shape:
+            n *= s
+        part = mu.reshape(b * r, m).matmul(self.coeffs)
+        full = part.new_zeros((b * r, n)).index_copy(1, self.cols, part)
+        return full.view(b, r, *self.shape)
+
+    def to(self, like: Tensor) -> "LayerCuts":
+        return LayerCuts(self.cols.to(like.device),
+                         self.coeffs.to(dtype=like.dtype, device=like.device), self.shape)
+
+
+@dataclass
+class CutTerms:
+    """A cut set laid out like the graph's tensors: ``hx`` on the input, per ReLU node name
+    ``gz``/``hy``/``qa`` (only blocks with a nonzero coefficient); ``pre_name`` maps a ReLU
+    name to its input tensor."""
 
     rhs: Tensor  # (m,)
-    hx: Tensor | None
-    gz: dict[str, Tensor]
-    hy: dict[str, Tensor]
-    qa: dict[str, Tensor]
+    hx: LayerCuts | None
+    gz: dict[str, LayerCuts]
+    hy: dict[str, LayerCuts]
+    qa: dict[str, LayerCuts]
     pre_name: dict[str, str]
     version: int = 0
 
@@ -73,48 +98,45 @@ class CutTerms:
         return int(self.rhs.shape[0])
 
     def to(self, like: Tensor) -> "CutTerms":
-        def cv(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(dtype=like.dtype, device=like.device)
-
-        return CutTerms(cv(self.rhs), cv(self.hx), {k: cv(v) for k, v in self.gz.items()},
-                        {k: cv(v) for k, v in self.hy.items()},
-                        {k: cv(v) for k, v in self.qa.items()}, dict(self.pre_name),
+        return CutTerms(self.rhs.to(dtype=like.dtype, device=like.device),
+                        None if self.hx is None else self.hx.to(like),
+                        {k: v.to(like) for k, v in self.gz.items()},
+                        {k: v.to(like) for k, v in self.hy.items()},
+                        {k: v.to(like) for k, v in self.qa.items()}, dict(self.pre_name),
                         self.version)
 
 
 def cut_terms(cuts: "CutSet", graph: "Graph", like: Tensor) -> CutTerms:
     """The cut set's coefficients as :class:`CutTerms` for ``graph`` (whose ReLU layers, in
     order, must be the cut set's layers) in ``like``'s dtype and device."""
+    import numpy as np
+
     relus = graph.relu_nodes
     lay = cuts.layout
     if lay.n_in != graph.num_inputs or len(lay.sizes) != len(relus) or \
             any(n != r.size for n, r in zip(lay.sizes, relus)):
         raise ValueError("the cut set's layout does not match the graph's input and ReLU "
                          "layers")
-    m = len(cuts)
 
-    def dense(kind: str, layer: int, shape) -> Tensor | None:
-        blk = cuts.block(kind, layer)
-        if blk.nnz == 0:
+    def block(kind: str, layer: int, shape) -> LayerCuts | None:
+        blk = cuts.block(kind, layer).tocsc()
+        cols = np.flatnonzero(np.diff(blk.indptr))
+        if cols.size == 0:
             return None
-        return torch.as_tensor(blk.toarray(), dtype=like.dtype,
-                               device=like.device).reshape(m, *shape)
+        dense = blk[:, cols].toarray()
+        return LayerCuts(torch.as_tensor(cols, dtype=torch.long, device=like.device),
+                         torch.as_tensor(dense, dtype=like.dtype, device=like.device),
+                         tuple(shape))
 
     gz, hy, qa = {}, {}, {}
     for k, r in enumerate(relus):
         for kind, store in (("z", gz), ("y", hy), ("a", qa)):
-            t = dense(kind, k, r.shape)
+            t = block(kind, k, r.shape)
             if t is not None:
                 store[r.name] = t
     return CutTerms(torch.as_tensor(cuts.rhs, dtype=like.dtype, device=like.device),
-                    dense("x", -1, graph.input_shape), gz, hy, qa,
+                    block("x", -1, graph.input_shape), gz, hy, qa,
                     {r.name: r.inputs[0] for r in relus}, cuts.version)
-
-
-def weigh(mu: Tensor, coeffs: Tensor) -> Tensor:
-    """``Σ_k μ[b, r, k]·coeffs[k, ...]`` -> ``(B, K, *shape)``."""
-    b, r, m = mu.shape
-    return mu.reshape(b * r, m).matmul(coeffs.reshape(m, -1)).reshape(b, r, *coeffs.shape[1:])
 
 
 def seed_pending(cuts: CutTerms, mu: Tensor, input_name: str) -> dict[str, Tensor]:
@@ -126,11 +148,11 @@ def seed_pending(cuts: CutTerms, mu: Tensor, input_name: str) -> dict[str, Tenso
         out[name] = t if name not in out else out[name] + t
 
     for name, t in cuts.hy.items():
-        add(name, weigh(mu, t))
+        add(name, t.weigh(mu))
     for name, t in cuts.gz.items():
-        add(cuts.pre_name[name], weigh(mu, t))
+        add(cuts.pre_name[name], t.weigh(mu))
     if cuts.hx is not None:
-        add(input_name, weigh(mu, cuts.hx))
+        add(input_name, cuts.hx.weigh(mu))
     return out
 
 

@@ -39,7 +39,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from planecut.verifier.api import verify
-from planecut.verifier.config import BabConfig, VerifierConfig
+from planecut.verifier.config import BabConfig, CutsConfig, VerifierConfig
 
 GAP_MIN = 2e-3  # smallest |optimum| / scale of a generated property
 GAP_MAX = 0.3
@@ -498,11 +498,13 @@ def make_instance(seed: int) -> Instance:
 
 
 @functools.lru_cache(maxsize=None)
-def run_instance(seed: int, mode: str = "auto", timeout: float = TIMEOUT) -> tuple[str, str]:
-    """(verdict, problem) of ``verify`` on the seed's instance with branch-and-bound ``mode``;
-    ``problem`` is empty when the answer is consistent with the MILP."""
+def run_instance(seed: int, mode: str = "auto", timeout: float = TIMEOUT, cuts: str = "auto"
+                 ) -> tuple[str, str]:
+    """(verdict, problem) of ``verify`` on the seed's instance with branch-and-bound ``mode``
+    and MIP cut worker mode ``cuts``; ``problem`` is empty when the answer is consistent with
+    the MILP."""
     inst = make_instance(seed)
-    cfg = VerifierConfig(device="cpu", bab=BabConfig(mode=mode))
+    cfg = VerifierConfig(device="cpu", bab=BabConfig(mode=mode), cuts=CutsConfig(mode=cuts))
     # a verify() that ignores its deadline would hang the suite: leave a stack dump behind
     faulthandler.dump_traceback_later(timeout + 60, exit=False)
     try:
@@ -510,7 +512,7 @@ def run_instance(seed: int, mode: str = "auto", timeout: float = TIMEOUT) -> tup
     finally:
         faulthandler.cancel_dump_traceback_later()
     v = res.verdict
-    where = f"[mode={mode}] {inst.describe()}"
+    where = f"[mode={mode}, cuts={cuts}] {inst.describe()}"
     if v == "error":
         return v, f"ERROR ({res.message}) on {where}"
     if v in ("sat", "unsat") and v != inst.truth:
@@ -530,12 +532,12 @@ def run_instance(seed: int, mode: str = "auto", timeout: float = TIMEOUT) -> tup
     return v, ""
 
 
-def _run_many(seeds, mode: str = "auto", timeout: float = TIMEOUT
+def _run_many(seeds, mode: str = "auto", timeout: float = TIMEOUT, cuts: str = "auto"
               ) -> tuple[dict[str, int], list[str], float]:
     counts = {"sat": 0, "unsat": 0, "unknown": 0, "timeout": 0, "error": 0}
     problems, undecided = [], []
     for s in seeds:
-        v, problem = run_instance(s, mode, timeout)
+        v, problem = run_instance(s, mode, timeout, cuts)
         counts[v] += 1
         if problem:
             problems.append(problem)
@@ -543,7 +545,7 @@ def _run_many(seeds, mode: str = "auto", timeout: float = TIMEOUT
             undecided.append(s)
     decided = (counts["sat"] + counts["unsat"]) / max(1, len(seeds))
     truths = [make_instance(s).truth for s in seeds]
-    print(f"\n[bab mode {mode}, timeout {timeout:g}s] {len(seeds)} properties (MILP: "
+    print(f"\n[bab mode {mode}, cuts {cuts}, timeout {timeout:g}s] {len(seeds)} properties (MILP: "
           f"{truths.count('sat')} sat, {truths.count('unsat')} unsat); verify: {counts}; "
           f"decided {decided:.0%}; undecided seeds {undecided}")
     return counts, problems, decided
@@ -702,10 +704,18 @@ def test_verify_activation_split_never_contradicts_milp():
     assert not problems, "\n".join(problems)
 
 
+def test_verify_with_mip_cuts_never_contradicts_milp():
+    """CI slice of the activation-split search with the MIP cut worker forced on: its cuts
+    (GCP-CROWN) and its own verdicts never contradict the MILP."""
+    _, problems, _ = _run_many(list(CI_SEEDS)[1::4], "activation", CI_TIMEOUT, cuts="mip")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["auto", "activation"])
-def test_verify_never_contradicts_milp_many(mode):
-    _, problems, _ = _run_many(list(SLOW_SEEDS), mode)
+@pytest.mark.parametrize("mode,cuts", [("auto", "auto"), ("activation", "auto"),
+                                       ("activation", "mip")])
+def test_verify_never_contradicts_milp_many(mode, cuts):
+    _, problems, _ = _run_many(list(SLOW_SEEDS), mode, cuts=cuts)
     assert not problems, "\n".join(problems)
 
 

@@ -1,0 +1,171 @@
+"""The verifier's side of the MIP cut worker: start it, drain it, hand its cuts to the search.
+
+:class:`CutSource` starts a :class:`planecut.mip_cuts.worker.CutWorker` on one input region
+with the root's intermediate bounds (the worker encodes the network itself, so the search does
+not wait for it), and between branch-and-bound rounds :meth:`CutSource.poll` merges the new
+validated cuts without blocking. It keeps at most ``max_cuts`` (the search tells it which
+matter: :meth:`CutSource.keep`), exposes them as GCP-CROWN :class:`CutTerms`, and reports what
+the MIP itself decided: every disjunct proven (the property holds on the region), or an input
+where the MIP found a violation (a candidate the verifier confirms with onnxruntime).
+
+The worker may be slow, crash or be killed: the search goes on without cuts. :meth:`stop`
+ends it (and its solver) — called when the verdict is reached, at the deadline, and on errors.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from planecut.verifier.bounds.gcp_crown import CutTerms, cut_terms
+from planecut.verifier.graph.ir import Graph
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class CutStats:
+    received: int = 0
+    rejected: int = 0
+    dropped: int = 0  # kept out by the cap (smallest multipliers)
+    first_cut_s: float | None = None
+    refreshes: int = 0  # root re-optimisations with a new cut set
+    mip_status: str = ""  # proved / candidate / unknown / error
+    root_margin: float | None = None  # root proof margin with the cuts (> 0 proves)
+
+
+@dataclass
+class CutSource:
+    """Parent-side state of the cut worker during one search (see module doc)."""
+
+    graph: Graph
+    like: Tensor
+    max_cuts: int = 1000
+    stats: CutStats = field(default_factory=CutStats)
+
+    def __post_init__(self) -> None:
+        self._worker = None
+        self._cuts = None  # CutSet
+        self._terms: CutTerms | None = None
+        self._objectives = 0
+        self._t0 = time.monotonic()
+        self._seen_incumbents = 0
+        self._seen_verdicts: set[int] = set()
+
+    # ------------------------------------------------------------------ lifetime
+    def start(self, x_lower: np.ndarray, x_upper: np.ndarray,
+              root: Mapping[str, tuple[Tensor, Tensor]],
+              disjuncts: list[tuple[np.ndarray, np.ndarray]], seconds: float,
+              samples: int = 2000) -> "CutSource":
+        """Start the worker on the box with root bounds ``{relu name: (lo, hi)}`` (one region)
+        and the spec's disjuncts ``(C, d)`` (hardest first), for ``seconds`` of solving."""
+        from planecut.mip_cuts.worker import CutJob, CutWorker
+
+        inter = {k: (lo.detach().double().cpu().numpy().reshape(-1),
+                     hi.detach().double().cpu().numpy().reshape(-1)) for k, (lo, hi)
+                 in root.items()}
+        graph = self.graph
+        cpu = graph if _on_cpu(graph) else _cpu_copy(graph)
+        job = CutJob(None, [(np.atleast_2d(C), np.asarray(d)) for C, d in disjuncts],
+                     time_limit=max(0.5, seconds), samples=samples, graph=cpu,
+                     x_lower=np.asarray(x_lower, dtype=np.float64).reshape(-1),
+                     x_upper=np.asarray(x_upper, dtype=np.float64).reshape(-1),
+                     intermediate=inter)
+        self._objectives = len(disjuncts)
+        self._t0 = time.monotonic()
+        self._worker = CutWorker().start(job)
+        return self
+
+    def stop(self, grace: float = 0.8) -> None:
+        """End the worker: ``grace`` seconds for a clean exit, then it is terminated."""
+        if self._worker is not None:
+            self._worker.stop(grace)
+
+    # ------------------------------------------------------------------ between rounds
+    def poll(self) -> bool:
+        """Merge new cuts (never blocks); True when the cut set changed."""
+        w = self._worker
+        if w is None:
+            return False
+        try:
+            batches = w.poll()
+        except Exception as exc:  # a broken queue must not stop the search
+            self.stats.mip_status = f"error: {exc}"
+            return False
+        self.stats.rejected = w.cuts_rejected
+        if w.error and not self.stats.mip_status.startswith("error"):
+            self.stats.mip_status = "error: " + w.error.splitlines()[0]
+        if not batches:
+            return False
+        for cs in batches:
+            self.stats.received += len(cs)
+            self._cuts = cs if self._cuts is None else self._cuts.concat(cs)
+        if self.stats.first_cut_s is None:
+            self.stats.first_cut_s = time.monotonic() - self._t0
+        self._terms = cut_terms(self._cuts, self.graph, self.like)
+        return True
+
+    @property
+    def terms(self) -> CutTerms | None:
+        return self._terms
+
+    @property
+    def count(self) -> int:
+        return 0 if self._cuts is None else len(self._cuts)
+
+    def keep(self, idx: Tensor) -> None:
+        """Keep only the cuts ``idx`` (in this order), e.g. those with the largest
+        multipliers when over ``max_cuts``."""
+        if self._cuts is None:
+            return
+        keep = idx.detach().cpu().numpy()
+        self.stats.dropped += self.count - len(keep)
+        self._cuts = self._cuts.take(keep)
+        self._terms = cut_terms(self._cuts, self.graph, self.like)
+
+    def proved(self) -> bool:
+        """The MIP proved every disjunct (the property holds on the region)."""
+        w = self._worker
+        if w is None or self._objectives == 0:
+            return False
+        ok = len(w.verdicts) == self._objectives and \
+            all(v.status == "proved" for v in w.verdicts.values())
+        if ok:
+            self.stats.mip_status = "proved"
+        return ok
+
+    def candidates(self) -> list[np.ndarray]:
+        """Inputs where the MIP found the property violated, not handed out before."""
+        w = self._worker
+        if w is None:
+            return []
+        new = [inc.x for inc in w.incumbents[self._seen_incumbents:]]
+        self._seen_incumbents = len(w.incumbents)
+        for k, v in w.verdicts.items():
+            if v.status == "candidate" and v.x is not None and k not in self._seen_verdicts:
+                self._seen_verdicts.add(k)
+                new.append(v.x)
+        if new:
+            self.stats.mip_status = "candidate"
+        return new
+
+
+def _on_cpu(graph: Graph) -> bool:
+    return all(t.device.type == "cpu" for n in graph.nodes for t in n.tensors().values())
+
+
+def _cpu_copy(graph: Graph) -> Graph:
+    import copy
+    import dataclasses
+
+    nodes = []
+    for n in graph.nodes:
+        n2 = copy.copy(n)
+        for attr, t in n.tensors().items():
+            n2.set_tensor(attr, t.detach().cpu())
+        nodes.append(n2)
+    return dataclasses.replace(graph, nodes=nodes, _by_name={})
