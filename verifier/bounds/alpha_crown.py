@@ -45,7 +45,8 @@ from planecut.verifier.bounds.crown import (
 )
 from planecut.verifier.bounds.beta_crown import initial_betas
 from planecut.verifier.bounds.gcp_crown import CUT_KEY, initial_mus, initial_pi_fracs
-from planecut.verifier.bounds.relaxations import ReluRelaxation
+from planecut.verifier.bounds.crown import LINE_LOWER, LINE_UPPER
+from planecut.verifier.bounds.relaxations import LineRelaxation, ReluRelaxation
 from planecut.verifier.bounds.types import AlphaOptions
 
 Tensor = torch.Tensor
@@ -73,6 +74,33 @@ def _initial_slope(relax: ReluRelaxation, rows: int, init: Tensor | None) -> Ten
     return start.clamp(0, 1).clone().requires_grad_(True)
 
 
+def _line_nodes_on_path(ctx: BoundContext, relaxations: dict, name: str) -> list[str]:
+    """S-shaped nodes (sigmoid, tanh) a backward pass from tensor ``name`` crosses."""
+    anc = ctx.plan.ancestors(name)
+    return [n.name for n in ctx.plan.nonlinear_nodes if n.name in anc
+            and isinstance(relaxations.get(n.name), LineRelaxation)
+            and relaxations[n.name].fn is not None]
+
+
+def _initial_line_slopes(relax: LineRelaxation, name: str, rows: int,
+                         init: dict | None, key: str | None = None) -> Slopes:
+    """Optimisable lower/upper slopes ``(B, rows, *shape)`` of an S-shaped node: the warm start
+    (``init[name + suffix]["final"]``, or ``["intermediate"][key]``) where it fits, else the
+    relaxation's own slopes."""
+    out: Slopes = {}
+    for suffix, default in ((LINE_LOWER, relax.lower_slope), (LINE_UPPER, relax.upper_slope)):
+        entry = (init or {}).get(name + suffix, {})
+        warm = entry.get("final") if key is None else entry.get("intermediate", {}).get(key)
+        shape = (default.shape[0], rows, *default.shape[2:])
+        if warm is not None and warm.dim() == len(shape) and tuple(warm.shape[1:]) == \
+                shape[1:] and warm.shape[0] in (1, shape[0]):
+            start = warm.to(default).expand(shape)
+        else:
+            start = default.detach().expand(shape)
+        out[name + suffix] = start.clamp(0, 1).clone().requires_grad_(True)
+    return out
+
+
 def _intermediate_targets(ctx: BoundContext, state: IntermediateState,
                           options: AlphaOptions) -> dict[str, Tensor]:
     """The intermediate targets to re-optimise (name -> rows), or none when over budget."""
@@ -83,7 +111,7 @@ def _intermediate_targets(ctx: BoundContext, state: IntermediateState,
     cost = 0
     for name, rows in state.refined.items():
         src = plan.graph.node(name).inputs[0]
-        if not plan.relus_on_path(src):
+        if not plan.relus_on_path(src) and not _line_nodes_on_path(ctx, state.relaxations, src):
             continue
         targets[name] = rows
         cost += 2 * rows.numel() * ctx.batch * plan.retained_size(src)
@@ -134,6 +162,8 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
         if relax.index.numel() == 0:  # no unstable neuron: slopes would be unused
             continue
         final[relu.name] = _initial_slope(relax, rows_out, init.get(relu.name, {}).get("final"))
+    for name in _line_nodes_on_path(ctx, state.relaxations, output):
+        final.update(_initial_line_slopes(state.relaxations[name], name, rows_out, init))
     per_target: dict[str, Slopes] = {}
     for name, rows in targets.items():
         src = plan.graph.node(name).inputs[0]
@@ -143,6 +173,9 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
                 init.get(relu.name, {}).get("intermediate", {}).get(name))
             for relu in plan.relus_on_path(src)
             if state.relaxations[relu.name].index.numel() > 0}
+        for node_name in _line_nodes_on_path(ctx, state.relaxations, src):
+            per_target[name].update(_initial_line_slopes(
+                state.relaxations[node_name], node_name, 2 * rows.numel(), init, key=name))
 
     betas = initial_betas(ctx.split_signs, rows_out, beta_init)
     if ctx.cuts is not None and ctx.cuts.count:

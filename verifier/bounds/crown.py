@@ -41,6 +41,7 @@ from planecut.verifier.bounds.relaxations import (
     MaxPoolRelaxation,
     ReluRelaxation,
     line_backward,
+    line_backward_optimised,
     maxpool_backward,
     maxpool_relaxation,
     relu_backward,
@@ -72,12 +73,19 @@ def make_relaxation(node: Node, lower: Tensor, upper: Tensor) -> Relaxation:
     raise NotImplementedError(f"CROWN has no relaxation for node kind {type(node).__name__}")
 
 
-def nonlinear_backward(lam: Tensor, relax: Relaxation, alpha: Tensor | None
+#: suffixes of the keys under which optimised slopes of S-shaped nodes travel in ``alphas``
+LINE_LOWER, LINE_UPPER = "::lower_slope", "::upper_slope"
+
+
+def nonlinear_backward(lam: Tensor, relax: Relaxation, alpha: Tensor | None,
+                       line_slopes: tuple[Tensor, Tensor] | None = None
                        ) -> tuple[Tensor, Tensor]:
     """Coefficients on a nonlinear node's input and the constant its relaxation adds."""
     if isinstance(relax, ReluRelaxation):
         return relu_backward(lam, relax, alpha)
     if isinstance(relax, LineRelaxation):
+        if line_slopes is not None and relax.fn is not None:
+            return line_backward_optimised(lam, relax, *line_slopes)
         return line_backward(lam, relax)
     return maxpool_backward(lam, relax)
 
@@ -197,7 +205,10 @@ def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
                     coeff, ctx.relaxations[node.name], alpha, qa.weigh(mu),
                     None if alphas is None else alphas.get(node.name + PI_SUFFIX))
             else:
-                c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha)
+                slopes = None
+                if alphas is not None and node.name + LINE_LOWER in alphas:
+                    slopes = (alphas[node.name + LINE_LOWER], alphas[node.name + LINE_UPPER])
+                c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha, slopes)
             beta = None if betas is None else betas.get(node.name)
             if beta is not None:
                 c = add_split_terms(c, beta, ctx.split_signs[node.name])

@@ -164,12 +164,19 @@ TANH = SShape(torch.tanh, _tanh_df, _tanh_critical)
 
 @dataclass
 class LineRelaxation:
-    """``a_l·x + b_l <= f(x) <= a_u·x + b_u`` on ``[l, u]`` (fields ``(B, 1, *shape)``)."""
+    """``a_l·x + b_l <= f(x) <= a_u·x + b_u`` on ``[l, u]`` (fields ``(B, 1, *shape)``).
+
+    For S-shaped functions ``fn`` and the bounds are kept: any slopes give sound lines once the
+    intercepts are the exact extremes of ``f(x) − a·x`` on ``[l, u]``, so alpha-CROWN may
+    optimise the slopes (:func:`line_backward_optimised`)."""
 
     lower_slope: Tensor
     lower_intercept: Tensor
     upper_slope: Tensor
     upper_intercept: Tensor
+    lower: Tensor | None = None
+    upper: Tensor | None = None
+    fn: SShape | None = None
 
 
 def _tangent_point(fn: SShape, anchor: Tensor, lo: Tensor, hi: Tensor, iters: int = 30
@@ -192,7 +199,9 @@ def _offset_extreme(fn: SShape, slope: Tensor, lower: Tensor, upper: Tensor,
     """``max`` (or ``min``) over ``x ∈ [l, u]`` of ``f(x) − slope·x``: attained at ``l``, ``u``
     or an interior critical point ``f'(x) = slope``, so the extreme over those candidates
     (critical points clamped into ``[l, u]``, which keeps every candidate feasible) is exact."""
-    c1, c2 = fn.critical_points(slope)
+    # the critical points carry no gradient: by the envelope theorem the extreme's derivative in
+    # the slope is -x* anyway, and their formulas have infinite derivatives at the ends
+    c1, c2 = fn.critical_points(slope.detach())
     cands = [lower, upper, torch.minimum(torch.maximum(c1, lower), upper),
              torch.minimum(torch.maximum(c2, lower), upper)]
     vals = torch.stack([fn.f(c) - slope * c for c in cands])
@@ -210,6 +219,7 @@ def s_shaped_relaxation(fn: SShape, lower: Tensor, upper: Tensor) -> LineRelaxat
     ``f(x) − a·x`` over ``[l, u]`` (see :func:`_offset_extreme`), so the lines are sound
     whatever the slopes, plus a few ulps of margin for rounding.
     """
+    bounds = (lower.unsqueeze(1), upper.unsqueeze(1))  # kept differentiable (optimised slopes)
     lower = lower.detach()
     upper = upper.detach()
     eps = torch.finfo(lower.dtype).eps
@@ -235,7 +245,26 @@ def s_shaped_relaxation(fn: SShape, lower: Tensor, upper: Tensor) -> LineRelaxat
     upper_b = _offset_extreme(fn, upper_slope, lower, upper, maximise=True) + margin
     lower_b = _offset_extreme(fn, lower_slope, lower, upper, maximise=False) - margin
     return LineRelaxation(lower_slope.unsqueeze(1), lower_b.unsqueeze(1),
-                          upper_slope.unsqueeze(1), upper_b.unsqueeze(1))
+                          upper_slope.unsqueeze(1), upper_b.unsqueeze(1), *bounds, fn)
+
+
+def _rounding_margin(lower: Tensor, upper: Tensor) -> Tensor:
+    eps = torch.finfo(lower.dtype).eps
+    return 4 * eps * (1 + torch.maximum(lower.abs(), upper.abs()) * 2)
+
+
+def line_backward_optimised(lam: Tensor, relax: LineRelaxation, lower_slope: Tensor,
+                            upper_slope: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`line_backward` with slopes ``(B, K, *shape)`` chosen by the optimiser; the
+    intercepts are recomputed as the exact extremes of ``f(x) − a·x`` over ``[l, u]`` (sound
+    for every slope; differentiable in the slope: ``d/da max_x (f(x) − a·x) = −x*``)."""
+    l, u, fn = relax.lower, relax.upper, relax.fn
+    margin = _rounding_margin(l, u)
+    b_lo = _offset_extreme(fn, lower_slope, l, u, maximise=False) - margin
+    b_hi = _offset_extreme(fn, upper_slope, l, u, maximise=True) + margin
+    pos = lam.clamp(min=0)
+    neg = lam.clamp(max=0)
+    return pos * lower_slope + neg * upper_slope, _sum_rows(pos * b_lo + neg * b_hi)
 
 
 def sigmoid_relaxation(lower: Tensor, upper: Tensor) -> LineRelaxation:
