@@ -23,7 +23,11 @@ import time
 from pathlib import Path
 
 EXIT_VERDICT, EXIT_INPUT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-WATCHDOG_GRACE_S = 0.8
+WATCHDOG_GRACE_S = 0.5
+# the computation's own deadline comes this much before --timeout: stopping the search, the
+# cut worker and the interpreter takes a few hundred milliseconds, and the answer must be
+# there by the timeout (VNN-COMP counts process wall time)
+SHUTDOWN_RESERVE_S = 0.4
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -145,7 +149,7 @@ def _verify_command(args: argparse.Namespace, t_start: float) -> int:
             if args.cuts:
                 config = dataclasses.replace(
                     config, cuts=dataclasses.replace(config.cuts, mode=args.cuts))
-            remaining = args.timeout - (time.monotonic() - t_start)
+            remaining = args.timeout - (time.monotonic() - t_start) - SHUTDOWN_RESERVE_S
             result = verify(args.model, args.spec, timeout=remaining, config=config, log=log)
             log(f"{result.verdict} after {time.monotonic() - t_start:.2f}s "
                 + " ".join(f"{k}={v:.2f}s" for k, v in result.timings.items()))

@@ -59,7 +59,9 @@ class BabConfig:
     lr_alpha: float = 0.01
     lr_beta: float = 0.05
     input_split_method: str = "crown"  # crown | alpha-crown for boxes in input split
-    input_branching: str = "sb"  # sb (bound coefficients x width) | lookahead (try every dim)
+    # sb (bound coefficients x width) | lookahead (try every dim) | portfolio (alternate both
+    # in restarts of doubling length)
+    input_branching: str = "sb"
     progress_interval: float = 2.0  # seconds between live progress lines
     max_domains: int = 2_000_000  # give up (unknown) beyond this many stored domains
 
@@ -115,8 +117,8 @@ class VerifierConfig:
             raise ConfigError(f"bab.mode must be auto, input or activation, not {self.bab.mode!r}")
         if self.bab.branching not in ("fsb", "babsr"):
             raise ConfigError(f"bab.branching must be fsb or babsr, not {self.bab.branching!r}")
-        if self.bab.input_branching not in ("sb", "lookahead"):
-            raise ConfigError("bab.input_branching must be sb or lookahead, not "
+        if self.bab.input_branching not in ("sb", "lookahead", "portfolio"):
+            raise ConfigError("bab.input_branching must be sb, lookahead or portfolio, not "
                               f"{self.bab.input_branching!r}")
         if self.cuts.mode not in ("off", "mip", "auto"):
             raise ConfigError(f"cuts.mode must be off, mip or auto, not {self.cuts.mode!r}")

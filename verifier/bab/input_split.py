@@ -134,9 +134,15 @@ def input_split_bab(graph: Graph, spec: SpecTensors, *, config: BabConfig,
                 # per box, the dimension whose worse child is best (proven counts as +inf)
                 eff = c_margin.masked_fill(c_proven, float("inf")).view(k, n, 2)
                 worse = eff.min(dim=2).values
-                # ties (e.g. both children proven, or nothing changes): prefer the widest side
-                width = p_hi - p_lo
-                best = torch.argmax(worse + 1e-12 * width / width.amax(1, keepdim=True), dim=1)
+                # a side already (nearly) a point cannot help; among near-ties (e.g. both
+                # children proven, or no dimension changes the bound: float noise must not
+                # decide) take the side widest relative to the region's own width
+                rel = (p_hi - p_lo) / (spec.upper[p_rows] - spec.lower[p_rows]).clamp(min=1e-30)
+                worse = worse.masked_fill(rel <= 1e-6, float("-inf"))
+                top = worse.max(dim=1, keepdim=True).values
+                tol = torch.where(top.isfinite(), 1e-6 * (1 + top.abs()), torch.zeros_like(top))
+                near = (worse >= top - tol) | (worse == top)
+                best = torch.argmax(torch.where(near, rel, torch.full_like(rel, -1.0)), dim=1)
                 chosen = ((torch.arange(k, device=lo.device) * n + best)[:, None] * 2
                           + torch.arange(2, device=lo.device)[None, :]).reshape(-1)
                 c_lo, c_hi, c_rows = c_lo[chosen], c_hi[chosen], c_rows[chosen]
