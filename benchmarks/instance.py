@@ -62,6 +62,10 @@ class InstanceResult:
     bab_domains: int = 0
     domains_per_s: float = 0.0
     host: str = ""
+    # the search's worst proof margin left (> 0 proves; None when no search ran) and the cuts
+    # the MIP worker contributed: what an unsolved run still tells
+    worst_margin: float | None = None
+    cuts_used: int = 0
 
     @property
     def contradicts(self) -> bool:
@@ -120,7 +124,10 @@ def run_instance(inst: Instance, opts: RunOptions, groups: ProcessGroups | None 
         exit_code=proc.returncode, counterexample_ok=ce_ok, error=message,
         bab_domains=int(inner.get("bab_domains", 0) or 0),
         domains_per_s=float(inner.get("bab_domains_per_second", 0.0) or 0.0),
-        host=socket.gethostname())
+        host=socket.gethostname(),
+        worst_margin=None if inner.get("bab_worst_margin") is None
+        else float(inner["bab_worst_margin"]),
+        cuts_used=int(inner.get("cuts_used", 0) or 0))
 
 
 def _read_stats(path: Path) -> dict:

@@ -18,7 +18,7 @@ from planecut.benchmarks.instance import InstanceResult
 
 COLUMNS = ["benchmark", "onnx", "vnnlib", "timeout", "verdict", "expected", "check", "seconds",
            "startup_seconds", "peak_memory_mb", "exit_code", "counterexample_ok", "error",
-           "bab_domains", "domains_per_s", "host"]
+           "bab_domains", "domains_per_s", "host", "worst_margin", "cuts_used"]
 
 _VERDICT_WORDS = {"holds": "unsat", "violated": "sat", "timed_out": "timeout",
                   "timedout": "timeout"}
@@ -45,7 +45,7 @@ def to_row(r: InstanceResult) -> dict[str, str]:
             "peak_memory_mb": f"{r.peak_memory_mb:.1f}", "exit_code": str(r.exit_code),
             "counterexample_ok": ce, "error": r.error.replace("\n", " "),
             "bab_domains": str(r.bab_domains), "domains_per_s": f"{r.domains_per_s:.1f}",
-            "host": r.host}
+            "host": r.host, "worst_margin": "" if r.worst_margin is None else f"{r.worst_margin:.6g}", "cuts_used": str(r.cuts_used)}
 
 
 class ResultsWriter:
@@ -114,7 +114,9 @@ def from_row(row: dict[str, str | None]) -> InstanceResult | None:
         peak_memory_mb=_num(get("peak_memory_mb")), exit_code=_int(get("exit_code")),
         counterexample_ok=None if ce not in ("true", "false") else ce == "true",
         error=get("error"), bab_domains=_int(get("bab_domains")),
-        domains_per_s=_num(get("domains_per_s"), 0.0), host=get("host"))
+        domains_per_s=_num(get("domains_per_s"), 0.0), host=get("host"),
+        worst_margin=None if not get("worst_margin") else _num(get("worst_margin")),
+        cuts_used=_int(get("cuts_used")))
 
 
 def _field(row: dict[str, str | None], name: str) -> str:

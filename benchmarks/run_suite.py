@@ -51,6 +51,8 @@ class InstanceRun:
     domains_per_s: float = 0.0
     reference: str = ""  # the reference tool's verdict on this instance (--subset)
     reference_s: float = float("nan")
+    worst_margin: float = float("nan")  # the search's worst proof margin left (> 0 proves)
+    cuts_used: int = 0
 
     @property
     def wrong(self) -> bool:
@@ -85,7 +87,9 @@ def run_instance(bench: Path, onnx: str, vnnlib: str, timeout: float,
     opts = RunOptions(timeout=timeout, grace_s=HANG_GRACE_S, device=device,
                       config=str(config) if config else None)
     r = run_one(inst, opts)
-    stats = {"bab_domains": r.bab_domains, "bab_domains_per_second": r.domains_per_s}
+    stats = {"bab_domains": r.bab_domains, "bab_domains_per_second": r.domains_per_s,
+             "bab_worst_margin": float("nan") if r.worst_margin is None else r.worst_margin,
+             "cuts_used": r.cuts_used}
     return r.verdict, r.seconds, r.startup_seconds, r.error, stats
 
 
@@ -159,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             run = InstanceRun(name, onnx, vnnlib, verdict, expected.get((onnx, vnnlib), ""),
                               wall, up, msg if verdict in ("error", "none", "hung") else "",
                               int(st.get("bab_domains", 0)),
-                              float(st.get("bab_domains_per_second", 0.0)), ref[0], ref[1])
+                              float(st.get("bab_domains_per_second", 0.0)), ref[0], ref[1],
+                              float(st.get("bab_worst_margin", float("nan"))),
+                              int(st.get("cuts_used", 0)))
             runs.append(run)
             flag = "  <-- CONTRADICTS expected.csv" if run.wrong else ""
             print(f"{name} {onnx} {vnnlib}: {verdict} ({wall:.2f}s, start-up {up:.2f}s)"
