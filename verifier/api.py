@@ -144,6 +144,7 @@ class _InstanceRun:
         self.stats: dict[str, float | int | str] = {}
         self._checker = None
         self._root: dict[int, dict] = {}  # region -> intermediate bounds of the last method
+        self._root_alphas: dict[int, dict] = {}  # region -> its alpha-CROWN slopes (bounded alone)
         self._attack_round = 0
 
     # ------------------------------------------------------------------ phases
@@ -272,6 +273,8 @@ class _InstanceRun:
                                            progress=self._progress,
                                            margin=self.config.bounds.proof_margin,
                                            cut_source=source,
+                                           root_alphas=self._root_alphas.get(unproven[0])
+                                           if len(unproven) == 1 else None,
                                            cut_refresh_seconds=self.config.cuts.refresh_seconds)
             finally:
                 if source is not None:  # past the deadline there is no time for niceties
@@ -403,6 +406,8 @@ class _InstanceRun:
                     _empty_cache()
                     continue
                 for j, r in enumerate(part):  # root bounds for branch and bound
+                    if len(part) == 1 and res.alphas:
+                        self._root_alphas[r] = res.alphas
                     self._root[r] = {k: (lo[j:j + 1], hi[j:j + 1])
                                      for k, (lo, hi) in res.intermediate.items()}
                 proven = st.proven_disjuncts(res.lower, bcfg.proof_margin)

@@ -139,6 +139,7 @@ class _Search:
     # every domain's (children do not keep their own: the cut set changes under them)
     cuts: CutTerms | None = None
     mu_root: Tensor | None = None
+    root_alphas: dict | None = None  # the root's optimised slopes (warm start of re-bounds)
 
     @property
     def like(self) -> Tensor:
@@ -357,6 +358,7 @@ def _root(search: _Search, root_alphas: dict | None, store: DomainStore):
                           lr=search.config.lr_alpha if root_alphas else ROOT_ALPHA_LR)
     res = compute_bounds(search.graph, st.lower, st.upper, st.C, "alpha-crown", alpha=opts,
                          intermediate=inter, deadline=search.deadline, alpha_init=root_alphas)
+    search.root_alphas = res.alphas
     search.stats.bound_seconds += time.monotonic() - t
     roots = _with_bounds(roots, st, res, lay, keep_warm=True)
     keep = ~_proven(st, region, roots.row_lower, search.margin)
@@ -486,11 +488,15 @@ def _use_cuts(search: _Search, source: "CutSource", may_refresh: bool
     res = compute_bounds(search.graph, st.lower, st.upper, st.C, "alpha-crown",
                          alpha=search.options(max(search.config.iterations, 30)),
                          intermediate=inter, deadline=search.deadline, cuts=source.terms,
-                         beta_init=beta_init)
+                         beta_init=beta_init, alpha_init=search.root_alphas)
     search.stats.bound_seconds += time.monotonic() - t
     mu = res.betas[CUT_KEY].detach()
-    if source.count > source.max_cuts:
-        keep = torch.argsort(mu.amax(dim=(0, 1)), descending=True)[:source.max_cuts]
+    # cuts whose multipliers the root optimisation left at zero only cost time in every
+    # domain's bound: drop them (and keep at most max_cuts, the largest multipliers)
+    weight = mu.amax(dim=(0, 1))
+    useful = int((weight > 0).sum())
+    if useful < source.count or source.count > source.max_cuts:
+        keep = torch.argsort(weight, descending=True)[:min(useful, source.max_cuts)]
         keep = keep.sort().values  # keep the cuts' order (append-only warm starts)
         source.keep(keep)
         mu = mu[:, :, keep]

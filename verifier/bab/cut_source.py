@@ -25,6 +25,8 @@ from planecut.verifier.bounds.gcp_crown import CutTerms, cut_terms
 from planecut.verifier.graph.ir import Graph
 
 Tensor = torch.Tensor
+#: networks with at most this many ReLU neurons are encoded in the verifier's process
+PARENT_ENCODE_NEURONS = 4096
 
 
 @dataclass
@@ -70,11 +72,21 @@ class CutSource:
                  in root.items()}
         graph = self.graph
         cpu = graph if _on_cpu(graph) else _cpu_copy(graph)
-        job = CutJob(None, [(np.atleast_2d(C), np.asarray(d)) for C, d in disjuncts],
-                     time_limit=max(0.5, seconds), samples=samples, graph=cpu,
-                     x_lower=np.asarray(x_lower, dtype=np.float64).reshape(-1),
-                     x_upper=np.asarray(x_upper, dtype=np.float64).reshape(-1),
-                     intermediate=inter)
+        xl = np.asarray(x_lower, dtype=np.float64).reshape(-1)
+        xu = np.asarray(x_upper, dtype=np.float64).reshape(-1)
+        objectives = [(np.atleast_2d(C), np.asarray(d)) for C, d in disjuncts]
+        if sum(r.size for r in graph.relu_nodes) <= PARENT_ENCODE_NEURONS:
+            # small (fully connected) nets: encoding here takes a fraction of a second, while
+            # the worker would first spend seconds importing torch to do it
+            from planecut.mip_cuts.encoding import encode_network
+
+            enc = encode_network(cpu, xl, xu, inter)
+            job = CutJob(enc, objectives, time_limit=max(0.5, seconds), samples=samples,
+                         layer_names=tuple(L.pre_name for L in enc.layers),
+                         layer_shapes=tuple(L.shape for L in enc.layers))
+        else:
+            job = CutJob(None, objectives, time_limit=max(0.5, seconds), samples=samples,
+                         graph=cpu, x_lower=xl, x_upper=xu, intermediate=inter)
         self._objectives = len(disjuncts)
         self._t0 = time.monotonic()
         self._worker = CutWorker().start(job)
@@ -118,14 +130,13 @@ class CutSource:
         return 0 if self._cuts is None else len(self._cuts)
 
     def keep(self, idx: Tensor) -> None:
-        """Keep only the cuts ``idx`` (in this order), e.g. those with the largest
-        multipliers when over ``max_cuts``."""
+        """Keep only the cuts ``idx`` (in this order): those the search found useful."""
         if self._cuts is None:
             return
         keep = idx.detach().cpu().numpy()
         self.stats.dropped += self.count - len(keep)
         self._cuts = self._cuts.take(keep)
-        self._terms = cut_terms(self._cuts, self.graph, self.like)
+        self._terms = cut_terms(self._cuts, self.graph, self.like) if len(keep) else None
 
     def proved(self) -> bool:
         """The MIP proved every disjunct (the property holds on the region)."""
