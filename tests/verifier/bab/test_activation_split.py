@@ -183,7 +183,7 @@ def checker(graph: Graph, spec: SpecTensors):
     return confirm
 
 
-def run(graph: Graph, spec: SpecTensors, *, timeout: float = 20.0, **cfg):
+def run(graph: Graph, spec: SpecTensors, *, timeout: float = 40.0, **cfg):
     root = compute_bounds(graph, spec.lower, spec.upper, spec.C, "alpha-crown")
     config = BabConfig(**{"batch_size": 16, "iterations": 20, "lr_alpha": 0.1, "lr_beta": 0.2,
                           **cfg})
