@@ -120,8 +120,11 @@ class VerifierConfig:
         if self.bab.input_branching not in ("sb", "lookahead", "portfolio"):
             raise ConfigError("bab.input_branching must be sb, lookahead or portfolio, not "
                               f"{self.bab.input_branching!r}")
+        if self.cuts.mode == "on":  # (also what YAML's bare `on`/`yes` becomes)
+            object.__setattr__(self, "cuts", dataclasses.replace(self.cuts, mode="mip"))
         if self.cuts.mode not in ("off", "mip", "auto"):
-            raise ConfigError(f"cuts.mode must be off, mip or auto, not {self.cuts.mode!r}")
+            raise ConfigError(f"cuts.mode must be off, mip (or on) or auto, not "
+                              f"{self.cuts.mode!r}")
         if self.bab.batch_size < 1:
             raise ConfigError("bab.batch_size must be >= 1")
         if self.attack.restarts < 1 or self.attack.steps < 0:
@@ -157,6 +160,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 raise ConfigError(f"{sub}: expected a number, got {value!r}")
             kwargs[key] = float(value)
         elif hint is str:
+            if isinstance(value, bool):  # YAML 1.1 reads a bare off/on/no/yes as a boolean
+                value = "on" if value else "off"
             if not isinstance(value, str):
                 raise ConfigError(f"{sub}: expected a string, got {value!r}")
             kwargs[key] = value

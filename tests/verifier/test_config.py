@@ -77,3 +77,17 @@ def test_every_preset_loads():
         assert apply_preset(VerifierConfig(), name).preset == name
     with pytest.raises(ConfigError, match="unknown preset"):
         apply_preset(VerifierConfig(), "nope")
+
+
+def test_cuts_mode_from_yaml_booleans(tmp_path):
+    """YAML 1.1 reads a bare `off`/`on` as a boolean: `cuts: {mode: off}` must still mean off."""
+    from planecut.verifier.config import load_config
+
+    for text, want in (("off", "off"), ("on", "mip"), ("mip", "mip"), ("auto", "auto")):
+        p = tmp_path / f"{text}.yaml"
+        p.write_text(f"cuts:\n  mode: {text}\n")
+        assert load_config(p).cuts.mode == want
+    p = tmp_path / "bad.yaml"
+    p.write_text("cuts:\n  mode: sometimes\n")
+    with pytest.raises(ConfigError, match="cuts.mode"):
+        load_config(p)
