@@ -342,7 +342,8 @@ class _InstanceRun:
             return None
         unstable = sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in root.values())
         if ccfg.mode == "auto" and (unstable < ccfg.auto_min_unstable
-                                    or (os.cpu_count() or 1) < 2):
+                                    or (os.cpu_count() or 1) < 2
+                                    or self.deadline - time.monotonic() < ccfg.auto_min_seconds):
             return None
         import numpy as np
 
