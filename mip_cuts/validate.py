@@ -17,8 +17,10 @@ import scipy.sparse as sp
 from .cutset import CutSet
 from .encoding import NetworkEncoding
 
-#: relative slack added to each published right-hand side (times 1 + |rhs| + ||coeffs||_1·scale)
-RHS_RELAX = 1e-7
+#: relative slack added to each published right-hand side (times 1 + |rhs| + ||coeffs||_1·scale):
+#: covers the solver's tolerances and the float32 rounding of the bound computations that
+#: consume the cut (about 1e-7 per operation, accumulated over many terms)
+RHS_RELAX = 1e-6
 
 
 @dataclass
