@@ -267,6 +267,7 @@ class CutWorker:
         self.error: str | None = None
         self.stats: dict[str, Any] = {}
         self._t_start = 0.0
+        self._unreadable = False  # set once the worker was killed: never read its queue again
 
     def start(self, job: CutJob) -> "CutWorker":
         ctx = mp.get_context("spawn")
@@ -291,7 +292,14 @@ class CutWorker:
     def poll(self, timeout: float = 0.0) -> list[CutSet]:
         """New cut batches since the last call (never blocks longer than ``timeout``)."""
         out: list[CutSet] = []
-        if self._queue is None:
+        if self._queue is None or self._unreadable:
+            return out
+        if self._proc is not None and self._proc.exitcode not in (None, 0):
+            # killed or crashed, perhaps half-way through writing a message: reading the
+            # queue could block for ever on the missing bytes, so it is not read again
+            self._unreadable = True
+            if not self.done and self.error is None:
+                self.error = f"cut worker exited unexpectedly (exit code {self._proc.exitcode})"
             return out
         first = True
         while True:
@@ -351,12 +359,14 @@ class CutWorker:
             self._stop.set()
         p.join(grace)
         if p.is_alive():
+            # terminated, possibly mid-write: its queue must not be read any more (poll)
+            self._unreadable = True
             p.terminate()
             p.join(0.5)
         if p.is_alive():  # pragma: no cover - SIGTERM ignored
             p.kill()
             p.join(0.5)
-        # messages sent before the end stay readable
+        # messages sent before a clean exit stay readable
         try:
             self.poll()
         except Exception:  # pragma: no cover
