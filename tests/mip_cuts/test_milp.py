@@ -64,3 +64,20 @@ def test_no_unstable_neuron(fc_net):
     res = solve_scip(m, time_limit=10)
     assert res.status == "optimal"
     assert abs(res.primal - net.forward(x0)[0, 0]) < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["gurobi", "ortools"])
+def test_optional_backends_agree_with_enumeration(fc_net, backend):
+    """Gurobi and OR-Tools (when installed) solve the same MILP to the same optimum."""
+    from planecut.mip_cuts.backends import optional
+
+    pytest.importorskip({"gurobi": "gurobipy", "ortools": "ortools"}[backend])
+    net = fc_net((3, 5, 4, 2), seed=2)
+    xl, xu = -np.ones(3), np.ones(3)
+    _, enc = encode(net.path, xl, xu)
+    c = np.array([1.0, -0.5])
+    truth = exact_min(net, xl, xu, c)
+    m = build_milp(enc, c[None], np.zeros(1))
+    solve = optional.solve_gurobi if backend == "gurobi" else optional.solve_ortools
+    res = solve(m, time_limit=30)
+    assert res.status == "optimal" and abs(res.objective - truth) <= 1e-5 * (1 + abs(truth))
