@@ -181,6 +181,13 @@ def _verify_command(args: argparse.Namespace, t_start: float) -> int:
         os._exit(130)
     if thread.is_alive():
         code = finish("timeout\n", "timeout", EXIT_VERDICT)
+        if args.stats:  # the computing thread never got to write its statistics
+            import json
+
+            _write_result(args.stats, json.dumps(
+                {"verdict": "timeout", "message": "deadline reached while still computing",
+                 "process_seconds": time.monotonic() - t_start, "timings": {},
+                 "stats": {}}) + "\n")
         log("deadline reached while still computing: stopped")
         sys.stdout.flush()
         sys.stderr.flush()

@@ -125,3 +125,31 @@ def test_timeout_is_honoured_within_about_a_second(tmp_path):
     assert out.read_text().split("\n")[0] in ("timeout", "unsat")
     # process start-up (python + imports) is included; generous bound, no tight timing check
     assert elapsed < 15
+
+
+def test_watchdog_answers_when_the_computation_ignores_the_deadline(tmp_path):
+    """A computation stuck past the deadline: the watchdog still writes `timeout` to stdout,
+    the result file and the statistics file, within about a second of the timeout."""
+    import json
+    import textwrap
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "stuck.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        import planecut.verifier.api as api
+        api.verify = lambda *a, **k: time.sleep(60)  # never returns in time
+        from planecut.verifier.cli import main
+        sys.exit(main(["verify", {str(root / "examples/tiny_fc.onnx")!r},
+                       {str(root / "examples/tiny_fc_robust.vnnlib")!r}, "--timeout", "2",
+                       "--result-file", {str(tmp_path / "r.txt")!r},
+                       "--stats", {str(tmp_path / "s.json")!r}, "--quiet"]))
+    """))
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=60)
+    took = time.monotonic() - t
+    assert p.returncode == 0 and p.stdout.strip() == "timeout", p.stderr
+    assert (tmp_path / "r.txt").read_text().strip() == "timeout"
+    assert json.loads((tmp_path / "s.json").read_text())["verdict"] == "timeout"
+    assert took < 30, took  # not the 60 s the stuck computation wanted
