@@ -35,9 +35,6 @@ if TYPE_CHECKING:  # torch and the IR are imported lazily: the worker process ne
 
 #: elements (float64) per chunk of an identity batch (per tensor, about 64 MiB)
 CHUNK_ELEMENTS = 2**23
-#: coefficients with magnitude at most this are dropped from the affine maps (exact zeros of
-#: conv/dense structure; float64 round-off of a pure linear pass is far below)
-ZERO_TOL = 0.0
 
 
 @dataclass
@@ -172,22 +169,6 @@ def _source_pass(graph: "Graph", batch: "torch.Tensor", source: int, with_bias: 
     return pre, values[graph.output_name].reshape(B, -1)
 
 
-def _graph64(graph: "Graph") -> "Graph":
-    import copy
-    import dataclasses
-
-    import torch
-
-    nodes = []
-    for n in graph.nodes:
-        n2 = copy.copy(n)
-        for attr, t in n.tensors().items():
-            n2.set_tensor(attr, t.detach().to(
-                device="cpu", dtype=torch.float64 if t.is_floating_point() else t.dtype))
-        nodes.append(n2)
-    return dataclasses.replace(graph, nodes=nodes, _by_name={})
-
-
 def _flat(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):  # a torch tensor
         a = a.detach().cpu().double().numpy()
@@ -207,7 +188,7 @@ def encode_network(graph: "Graph", x_lower: Any, x_upper: Any,
     import torch
 
     _check_supported(graph)
-    g = _graph64(graph)
+    g = graph.converted("cpu", torch.float64)
     relus = g.relu_nodes
     xl, xu = _flat(x_lower), _flat(x_upper)
     if xl.size != g.num_inputs or xu.size != g.num_inputs:
@@ -271,7 +252,4 @@ def encode_network(graph: "Graph", x_lower: Any, x_upper: Any,
 
 
 def _sparse(t: "torch.Tensor") -> sp.csr_matrix:
-    a = t.numpy()
-    if ZERO_TOL > 0:
-        a = np.where(np.abs(a) > ZERO_TOL, a, 0.0)
-    return sp.csr_matrix(a)
+    return sp.csr_matrix(t.numpy())  # exact zeros of the conv/dense structure are dropped

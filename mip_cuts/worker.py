@@ -21,7 +21,6 @@ onnxruntime), :class:`MipVerdict` per objective, and finally :class:`WorkerDone`
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -379,8 +378,3 @@ class CutWorker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def seconds_to(deadline: float | None, default: float = math.inf) -> float:
-    """Seconds left to a ``time.monotonic()`` deadline (``default`` without one)."""
-    return default if deadline is None else max(0.0, deadline - time.monotonic())

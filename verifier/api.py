@@ -350,7 +350,6 @@ class _InstanceRun:
         from planecut.verifier.bab.cut_source import CutSource
 
         region = self.spec.regions[unproven[0]]
-        # hardest disjunct first: the lowest root bound of its best row
         disjuncts = [(np.atleast_2d(dj.C), np.asarray(dj.d)) for dj in region.disjuncts]
         seconds = max(0.5, self.deadline - time.monotonic())
         source = CutSource(self.graph, self.tensors.lower, max_cuts=ccfg.max_cuts)

@@ -64,14 +64,15 @@ class CutSource:
               disjuncts: list[tuple[np.ndarray, np.ndarray]], seconds: float,
               samples: int = 2000) -> "CutSource":
         """Start the worker on the box with root bounds ``{relu name: (lo, hi)}`` (one region)
-        and the spec's disjuncts ``(C, d)`` (hardest first), for ``seconds`` of solving."""
+        and the spec's disjuncts ``(C, d)`` (solved in this order), for ``seconds`` of
+        solving."""
         from planecut.mip_cuts.worker import CutJob, CutWorker
 
         inter = {k: (lo.detach().double().cpu().numpy().reshape(-1),
                      hi.detach().double().cpu().numpy().reshape(-1)) for k, (lo, hi)
                  in root.items()}
         graph = self.graph
-        cpu = graph if _on_cpu(graph) else _cpu_copy(graph)
+        cpu = graph.converted("cpu")
         xl = np.asarray(x_lower, dtype=np.float64).reshape(-1)
         xu = np.asarray(x_upper, dtype=np.float64).reshape(-1)
         objectives = [(np.atleast_2d(C), np.asarray(d)) for C, d in disjuncts]
@@ -163,20 +164,3 @@ class CutSource:
         if new:
             self.stats.mip_status = "candidate"
         return new
-
-
-def _on_cpu(graph: Graph) -> bool:
-    return all(t.device.type == "cpu" for n in graph.nodes for t in n.tensors().values())
-
-
-def _cpu_copy(graph: Graph) -> Graph:
-    import copy
-    import dataclasses
-
-    nodes = []
-    for n in graph.nodes:
-        n2 = copy.copy(n)
-        for attr, t in n.tensors().items():
-            n2.set_tensor(attr, t.detach().cpu())
-        nodes.append(n2)
-    return dataclasses.replace(graph, nodes=nodes, _by_name={})

@@ -31,8 +31,6 @@ Neuron identity is ``(relu_layer, flat_index)`` as in :mod:`planecut.verifier.gr
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import time
 import weakref
 from dataclasses import dataclass
@@ -172,14 +170,9 @@ def _graph64(graph: Graph, device: torch.device) -> Graph:
     hit = _GRAPH_CACHE.get(graph)
     if hit is not None and hit[0] == key:
         return hit[1]
-    nodes = []
-    for n in graph.nodes:
-        n2 = copy.copy(n)
-        for attr, t in n.tensors().items():
-            n2.set_tensor(attr, t.detach().to(
-                device=device, dtype=torch.float64 if t.is_floating_point() else t.dtype))
-        nodes.append(n2)
-    g64 = dataclasses.replace(graph, nodes=nodes, _by_name={})
+    g64 = graph.converted(device, torch.float64)
+    if g64 is graph:  # already float64 there (caching it under itself would keep it alive)
+        return g64
     try:
         _GRAPH_CACHE[graph] = (key, g64)
     except TypeError:  # pragma: no cover - not weak-referenceable

@@ -3,7 +3,6 @@ beta-CROWN when split constraints are given)."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Callable, Mapping, Sequence
 
@@ -222,16 +221,4 @@ def _given_bounds(plan: GraphPlan, given: Mapping[str, Interval], batch: int, li
 def _graph_like(graph: Graph, like: Tensor) -> Graph:
     """``graph`` itself when its floating parameters have ``like``'s dtype and device, else a
     converted copy (the caller's graph is left untouched)."""
-    def fits(t: Tensor) -> bool:
-        return t.device == like.device and (not t.is_floating_point() or t.dtype == like.dtype)
-
-    if all(fits(t) for n in graph.nodes for t in n.tensors().values()):
-        return graph
-    nodes = []
-    for n in graph.nodes:
-        n2 = copy.copy(n)
-        for attr, t in n.tensors().items():
-            n2.set_tensor(attr, t.to(device=like.device,
-                                     dtype=like.dtype if t.is_floating_point() else t.dtype))
-        nodes.append(n2)
-    return dataclasses.replace(graph, nodes=nodes, _by_name={})
+    return graph.converted(like.device, like.dtype)

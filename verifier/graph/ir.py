@@ -21,6 +21,8 @@ where ``relu_layer`` counts the :class:`Relu` nodes in topological order
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Sequence
 
@@ -498,6 +500,30 @@ class Graph:
                 else:
                     n.set_tensor(attr, t.to(device=device))
         return self
+
+    def converted(self, device: torch.device | str | None = None,
+                  dtype: torch.dtype | None = None) -> "Graph":
+        """This graph when its parameters already live on ``device`` (floating ones in
+        ``dtype``), else a converted copy (parameters detached; integer index tensors keep
+        their dtype). Unlike :meth:`to` it never modifies the graph, which its caller may
+        share (a verifier's graph, a search on another device, a worker process's copy)."""
+        dev = None if device is None else torch.device(device)
+
+        def fits(t: Tensor) -> bool:
+            return (dev is None or t.device == dev) and \
+                (dtype is None or not t.is_floating_point() or t.dtype == dtype)
+
+        if all(fits(t) for n in self.nodes for t in n.tensors().values()):
+            return self
+        nodes = []
+        for n in self.nodes:
+            n2 = copy.copy(n)
+            for attr, t in n.tensors().items():
+                n2.set_tensor(attr, t.detach().to(
+                    device=t.device if dev is None else dev,
+                    dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype))
+            nodes.append(n2)
+        return dataclasses.replace(self, nodes=nodes, _by_name={})
 
     def summary(self) -> str:
         counts: dict[str, int] = {}
