@@ -373,6 +373,14 @@ class _InstanceRun:
                  f"first after {s.first_cut_s if s.first_cut_s is not None else float('nan'):.1f}s, "
                  f"MIP {s.mip_status or 'undecided'}")
 
+    def _intermediate_objective(self) -> str:
+        choice = self.config.bounds.intermediate_objective
+        if choice != "auto":
+            return choice
+        from planecut.verifier.graph.ir import Sigmoid, Tanh
+        s_shaped = any(isinstance(n, (Sigmoid, Tanh)) for n in self.graph.nodes)
+        return "layerwise" if s_shaped else "joint"
+
     def _bound(self) -> list[int]:
         """Incomplete bounds, cheapest method first; returns the regions left unproven."""
         from planecut.verifier.bounds import compute_bounds
@@ -383,7 +391,8 @@ class _InstanceRun:
         alpha = AlphaOptions(iterations=bcfg.alpha_iterations, lr=bcfg.alpha_lr,
                              lr_decay=bcfg.alpha_lr_decay,
                              early_stop_patience=bcfg.alpha_early_stop,
-                             optimise_intermediate=bcfg.optimise_intermediate)
+                             optimise_intermediate=bcfg.optimise_intermediate,
+                             intermediate_objective=self._intermediate_objective())
         unproven = list(range(len(self.spec.regions)))
         for method in bcfg.methods:
             if not unproven:

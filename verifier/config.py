@@ -37,6 +37,10 @@ class BoundsConfig:
     alpha_lr_decay: float = 0.98
     alpha_early_stop: int = 10
     optimise_intermediate: bool = True
+    # intermediate slopes optimised with the final bound ("joint"), each for its own bounds
+    # ("layerwise", far tighter on sigmoid/tanh nets), or "auto": layerwise when the network
+    # has sigmoid/tanh nodes
+    intermediate_objective: str = "auto"
     region_batch: int = 64  # input regions bounded together in one call
     # a row is proven only if lower bound - threshold > proof_margin * max(1, |threshold|):
     # covers float32 rounding in the bound computation (about 1e-7 relative)
@@ -113,6 +117,9 @@ class VerifierConfig:
         for m in self.bounds.methods:
             if m not in ("ibp", "crown", "alpha-crown"):
                 raise ConfigError(f"unknown bound method {m!r} (ibp, crown, alpha-crown)")
+        if self.bounds.intermediate_objective not in ("auto", "joint", "layerwise"):
+            raise ConfigError("bounds.intermediate_objective must be auto, joint or layerwise, "
+                              f"not {self.bounds.intermediate_objective!r}")
         if self.preset not in ("auto", "none") + PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; known: auto, none, "
                               f"{', '.join(PRESETS)}")

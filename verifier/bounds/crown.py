@@ -73,8 +73,9 @@ def make_relaxation(node: Node, lower: Tensor, upper: Tensor) -> Relaxation:
     raise NotImplementedError(f"CROWN has no relaxation for node kind {type(node).__name__}")
 
 
-#: suffixes of the keys under which optimised slopes of S-shaped nodes travel in ``alphas``
-LINE_LOWER, LINE_UPPER = "::lower_slope", "::upper_slope"
+#: suffixes of the keys under which optimised tangent points of S-shaped nodes travel in
+#: ``alphas`` (see :class:`LineRelaxation`)
+LINE_LOWER, LINE_UPPER = "::lower_point", "::upper_point"
 
 
 def nonlinear_backward(lam: Tensor, relax: Relaxation, alpha: Tensor | None,
@@ -277,12 +278,20 @@ def crown_rows(ctx: BoundContext, tensor: str, rows: Tensor,
 
 
 def tighten(lower: Tensor, upper: Tensor, rows: Tensor, new: Interval) -> Interval:
-    """Intersect ``[lower, upper]`` ``(B, *shape)`` with ``new`` on ``rows`` (differentiable)."""
+    """Intersect ``[lower, upper]`` ``(B, *shape)`` with ``new`` on ``rows``.
+
+    The values are the intersection; the gradient is ``new``'s everywhere (straight through).
+    With the plain ``max``, a row whose new bound is looser than the old one passes no
+    gradient to the slopes that made it, so one bad optimiser step that loosens every row
+    would stall intermediate optimisation for good (seen on sigmoid nets)."""
     shape = lower.shape
     fl = lower.reshape(shape[0], -1)
     fu = upper.reshape(shape[0], -1)
-    fl = fl.index_copy(1, rows, torch.maximum(fl.index_select(1, rows), new[0]))
-    fu = fu.index_copy(1, rows, torch.minimum(fu.index_select(1, rows), new[1]))
+    new_l, new_u = new
+    best_l = new_l + (torch.maximum(fl.index_select(1, rows), new_l) - new_l).detach()
+    best_u = new_u + (torch.minimum(fu.index_select(1, rows), new_u) - new_u).detach()
+    fl = fl.index_copy(1, rows, best_l)
+    fu = fu.index_copy(1, rows, best_u)
     return fl.reshape(shape), fu.reshape(shape)
 
 

@@ -168,7 +168,12 @@ class LineRelaxation:
 
     For S-shaped functions ``fn`` and the bounds are kept: any slopes give sound lines once the
     intercepts are the exact extremes of ``f(x) − a·x`` on ``[l, u]``, so alpha-CROWN may
-    optimise the slopes (:func:`line_backward_optimised`)."""
+    optimise the slopes (:func:`line_backward_optimised`). It moves tangent points, not slopes:
+    ``lower_point``/``upper_point`` ``θ ∈ [0, 1]`` give the slope ``f'(l + θ·(u − l))``. A slope
+    lives on a scale of ``f'`` (0.25 at most for sigmoid, often 0.01) that a learning rate
+    made for ReLU slopes in [0, 1] overshoots at the first step; a point relative to the
+    interval has the same scale as a ReLU slope, and every slope ``f'`` takes on ``[l, u]``
+    (the defaults included) is reachable."""
 
     lower_slope: Tensor
     lower_intercept: Tensor
@@ -177,6 +182,8 @@ class LineRelaxation:
     lower: Tensor | None = None
     upper: Tensor | None = None
     fn: SShape | None = None
+    lower_point: Tensor | None = None
+    upper_point: Tensor | None = None
 
 
 def _tangent_point(fn: SShape, anchor: Tensor, lo: Tensor, hi: Tensor, iters: int = 30
@@ -206,6 +213,15 @@ def _offset_extreme(fn: SShape, slope: Tensor, lower: Tensor, upper: Tensor,
              torch.minimum(torch.maximum(c2, lower), upper)]
     vals = torch.stack([fn.f(c) - slope * c for c in cands])
     return vals.amax(0) if maximise else vals.amin(0)
+
+
+def _slope_point(fn: SShape, slope: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """``x − l`` for a point ``x ∈ [l, u]`` with ``f'(x) = slope`` (clamped into the interval
+    when there is none: the slope then comes out slightly different, which is still sound)."""
+    c_neg, c_pos = fn.critical_points(slope)
+    inside = (c_pos >= lower) & (c_pos <= upper)
+    point = torch.where(inside, c_pos, c_neg)
+    return (torch.minimum(torch.maximum(point, lower), upper) - lower).clamp(min=0)
 
 
 def s_shaped_relaxation(fn: SShape, lower: Tensor, upper: Tensor) -> LineRelaxation:
@@ -241,11 +257,17 @@ def s_shaped_relaxation(fn: SShape, lower: Tensor, upper: Tensor) -> LineRelaxat
     upper_slope = torch.where(thin, tangent_mid, upper_slope)
     lower_slope = torch.where(thin, tangent_mid, lower_slope)
 
+    # the same slopes as tangent points (what alpha-CROWN optimises)
+    safe_width = torch.where(thin, 1.0, width)
+    up_theta = torch.where(thin, 0.5, _slope_point(fn, upper_slope, lower, upper) / safe_width)
+    low_theta = torch.where(thin, 0.5, _slope_point(fn, lower_slope, lower, upper) / safe_width)
+
     margin = 4 * eps * (1 + torch.maximum(lower.abs(), upper.abs()) * 2)
     upper_b = _offset_extreme(fn, upper_slope, lower, upper, maximise=True) + margin
     lower_b = _offset_extreme(fn, lower_slope, lower, upper, maximise=False) - margin
     return LineRelaxation(lower_slope.unsqueeze(1), lower_b.unsqueeze(1),
-                          upper_slope.unsqueeze(1), upper_b.unsqueeze(1), *bounds, fn)
+                          upper_slope.unsqueeze(1), upper_b.unsqueeze(1), *bounds, fn,
+                          low_theta.unsqueeze(1), up_theta.unsqueeze(1))
 
 
 def _rounding_margin(lower: Tensor, upper: Tensor) -> Tensor:
@@ -253,12 +275,15 @@ def _rounding_margin(lower: Tensor, upper: Tensor) -> Tensor:
     return 4 * eps * (1 + torch.maximum(lower.abs(), upper.abs()) * 2)
 
 
-def line_backward_optimised(lam: Tensor, relax: LineRelaxation, lower_slope: Tensor,
-                            upper_slope: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`line_backward` with slopes ``(B, K, *shape)`` chosen by the optimiser; the
-    intercepts are recomputed as the exact extremes of ``f(x) − a·x`` over ``[l, u]`` (sound
-    for every slope; differentiable in the slope: ``d/da max_x (f(x) − a·x) = −x*``)."""
+def line_backward_optimised(lam: Tensor, relax: LineRelaxation, lower_point: Tensor,
+                            upper_point: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`line_backward` with tangent points ``θ`` ``(B, K, *shape)`` chosen by the
+    optimiser (slope ``f'(l + θ·(u − l))``); the intercepts are recomputed as the exact extremes
+    of ``f(x) − a·x`` over ``[l, u]`` (sound for every slope; differentiable in the slope:
+    ``d/da max_x (f(x) − a·x) = −x*``)."""
     l, u, fn = relax.lower, relax.upper, relax.fn
+    lower_slope = fn.df(l + lower_point * (u - l))
+    upper_slope = fn.df(l + upper_point * (u - l))
     margin = _rounding_margin(l, u)
     b_lo = _offset_extreme(fn, lower_slope, l, u, maximise=False) - margin
     b_hi = _offset_extreme(fn, upper_slope, l, u, maximise=True) + margin

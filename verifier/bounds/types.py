@@ -25,6 +25,10 @@ class AlphaOptions:
     # the tensors the rows travel through). Above it only the final bound's slopes are
     # optimised and the intermediate bounds are CROWN's.
     intermediate_budget: int = 2**25
+    # How intermediate slopes are optimised: "joint" (with the final bound, for its sake: the
+    # reference's way) or "layerwise" (each target for its own width, in topological order,
+    # before the final bound: far tighter on sigmoid/tanh nets, one optimisation per target)
+    intermediate_objective: str = "joint"
     # GCP-CROWN: optimise the upper-side dual weights of ReLUs with cut indicator terms too
     # (reaches the LP with the same cuts at convergence) instead of their closed form (better
     # within the tens of iterations branch and bound affords; measured on small nets)
@@ -35,6 +39,8 @@ class AlphaOptions:
             raise ValueError("AlphaOptions.iterations must be >= 0")
         if self.lr <= 0 or self.lr_beta <= 0 or not 0 < self.lr_decay <= 1:
             raise ValueError("AlphaOptions: lr and lr_beta must be > 0, lr_decay in (0, 1]")
+        if self.intermediate_objective not in ("joint", "layerwise"):
+            raise ValueError("AlphaOptions.intermediate_objective must be 'joint' or 'layerwise'")
         if self.early_stop_patience < 1:
             raise ValueError("AlphaOptions.early_stop_patience must be >= 1")
 

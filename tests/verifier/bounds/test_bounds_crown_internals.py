@@ -10,7 +10,9 @@ from planecut.verifier.bounds.crown import (
     crown_rows,
     intermediate_sweep,
     select_rows,
+    tighten,
 )
+from planecut.verifier.bounds.alpha_crown import _track_stall
 from planecut.verifier.bounds.plan import GraphPlan
 from planecut.verifier.graph.ir import (
     Add,
@@ -101,3 +103,25 @@ def test_plan_ancestry_and_ibp_exactness() -> None:
                                                           "n"]
     assert [r.name for r in plan.relus_on_path("b")] == ["r"]
     assert plan.relus_on_path("s") == []
+
+
+def test_tighten_keeps_the_tighter_values_but_passes_the_new_gradient() -> None:
+    """A new bound looser than the old one must still pass gradient to what produced it:
+    otherwise one bad optimiser step stalls intermediate optimisation for good."""
+    lo = torch.tensor([[0.0, 1.0]])
+    hi = torch.tensor([[5.0, 6.0]])
+    new_lo = torch.tensor([-1.0, 2.0], requires_grad=True)
+    new_hi = torch.tensor([7.0, 4.0], requires_grad=True)
+    out_lo, out_hi = tighten(lo, hi, torch.tensor([0, 1]), (new_lo.view(1, 2), new_hi.view(1, 2)))
+    assert out_lo.tolist() == [[0.0, 2.0]] and out_hi.tolist() == [[5.0, 4.0]]
+    (out_lo.sum() - out_hi.sum()).backward()
+    assert new_lo.grad.tolist() == [1.0, 1.0] and new_hi.grad.tolist() == [-1.0, -1.0]
+
+
+def test_track_stall_counts_the_first_iteration_as_progress() -> None:
+    """From the initial −inf the first total is progress (−inf + inf was NaN, so every
+    alpha-CROWN run with intermediate targets used to stop after ``patience`` iterations)."""
+    best, stall = _track_stall(-5.0, -float("inf"), 0)
+    assert (best, stall) == (-5.0, 0)
+    assert _track_stall(-4.0, best, stall) == (-4.0, 0)
+    assert _track_stall(-5.0, -4.0, 0) == (-4.0, 1)

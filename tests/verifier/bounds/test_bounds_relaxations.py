@@ -141,3 +141,21 @@ def test_maxpool_dominated_windows_are_exact() -> None:
     relax = make_relaxation(node, lo, hi)
     assert relax.exact[0, 0, 0, 0] == 1 and relax.index[0, 0, 0, 0] == 1
     assert relax.exact[0, 0, 0, 1:].sum() == 0
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh"])
+def test_s_shaped_tangent_points_reproduce_default_slopes(kind: str) -> None:
+    """alpha-CROWN starts from the tangent points: ``f'(l + θ(u − l))`` must be the default
+    slope, also where the default is a chord on an interval crossing 0 (its tangent point is
+    then on the other side of 0 than the line's own)."""
+    rule = {"sigmoid": sigmoid_relaxation, "tanh": tanh_relaxation}[kind]
+    lo, hi = interval_grid(torch.float64)
+    rel = rule(lo.unsqueeze(0), hi.unsqueeze(0))
+    assert ((rel.lower_point >= 0) & (rel.lower_point <= 1)).all()
+    assert ((rel.upper_point >= 0) & (rel.upper_point <= 1)).all()
+    width = hi - lo
+    for point, slope in ((rel.lower_point, rel.lower_slope), (rel.upper_point, rel.upper_slope)):
+        again = rel.fn.df(lo + point[0, 0] * width)
+        wide = width > 1e-3  # thin intervals use the midpoint tangent: same slope to ~1e-7
+        assert torch.allclose(again[wide], slope[0, 0][wide], rtol=1e-6, atol=1e-9)
+        assert torch.allclose(again, slope[0, 0], rtol=1e-3, atol=1e-7)
