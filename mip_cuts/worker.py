@@ -37,6 +37,7 @@ import numpy as np
 from .cutset import CutSet
 from .encoding import NetworkEncoding
 from .milp import build_milp
+from .refine import RefinedBounds, refine_bounds
 from .validate import ValidationReport, cuts_from_rows, sample_inputs, validate
 
 #: seconds :meth:`CutWorker.stop` waits for a clean exit before terminating the process
@@ -77,6 +78,11 @@ class CutJob:
     x_lower: np.ndarray | None = None
     x_upper: np.ndarray | None = None
     intermediate: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    # before the cuts: MIP-tighten intermediate bounds for at most this many seconds (0: off),
+    # each solve at most ``refine_solve_s`` (see :mod:`.refine`); every refined layer is sent
+    # as a :class:`RefinedBounds`, and the cut MILPs use the refined bounds
+    refine_s: float = 0.0
+    refine_solve_s: float = 1.0
 
 
 @dataclass
@@ -168,6 +174,18 @@ def _run(job: CutJob, out: "mp.Queue", stop, t0: float) -> None:
         enc = encode_network(job.graph, job.x_lower, job.x_upper, job.intermediate)
         job.layer_names = job.layer_names or tuple(L.pre_name for L in enc.layers)
         job.layer_shapes = job.layer_shapes or tuple(L.shape for L in enc.layers)
+    refined = {"refine_s": 0.0, "refined_neurons": 0, "refined_improved": 0}
+    if job.refine_s > 0:
+        def on_layer(rb: RefinedBounds) -> None:
+            refined["refined_neurons"] += rb.solved
+            refined["refined_improved"] += rb.improved
+            out.put(rb)
+
+        t_ref = time.monotonic()
+        enc = refine_bounds(enc, min(job.refine_s, job.time_limit - (t_ref - t0)),
+                            solve_seconds=job.refine_solve_s, should_stop=stop.is_set,
+                            on_layer=on_layer)
+        refined["refine_s"] = time.monotonic() - t_ref
     rng = np.random.default_rng(job.seed)
     X = sample_inputs(enc, job.samples, rng)
     incumbents: list[np.ndarray] = []
@@ -175,7 +193,8 @@ def _run(job: CutJob, out: "mp.Queue", stop, t0: float) -> None:
     version = 0
     totals = {"encoded_s": time.monotonic() - t0, "cuts_raw": 0, "cuts_sent": 0,
               "cuts_rejected": 0, "duplicates": 0,
-              "rows_unmapped": 0, "first_cut_s": None, "objectives": len(job.objectives)}
+              "rows_unmapped": 0, "first_cut_s": None, "objectives": len(job.objectives),
+              **refined}
 
     def elapsed() -> float:
         return time.monotonic() - t0
@@ -257,6 +276,7 @@ class CutWorker:
         self._queue: Any = None
         self._stop: Any = None
         self.incumbents: list[Incumbent] = []
+        self.refined: list[RefinedBounds] = []  # in arrival order (consumers keep a cursor)
         self.verdicts: dict[int, MipVerdict] = {}
         self.batches = 0
         self.cuts_received = 0
@@ -332,6 +352,8 @@ class CutWorker:
                     self.first_cut_s = time.monotonic() - self._t_start
         elif isinstance(msg, Incumbent):
             self.incumbents.append(msg)
+        elif isinstance(msg, RefinedBounds):
+            self.refined.append(msg)
         elif isinstance(msg, MipVerdict):
             self.verdicts[msg.objective] = msg
         elif isinstance(msg, WorkerDone):

@@ -353,8 +353,14 @@ class _InstanceRun:
         disjuncts = [(np.atleast_2d(dj.C), np.asarray(dj.d)) for dj in region.disjuncts]
         seconds = max(0.5, self.deadline - time.monotonic())
         source = CutSource(self.graph, self.tensors.lower, max_cuts=ccfg.max_cuts)
+        # MIP bound refinement pays on fully connected nets (the reference's "bab-refine");
+        # a conv layer's MILP is too large for solves of a second
+        from planecut.verifier.graph.ir import Conv
+        dense = not any(isinstance(n, Conv) for n in self.graph.nodes)
+        refine_s = ccfg.refine_fraction * seconds if dense else 0.0
         try:
-            source.start(region.lower, region.upper, root, disjuncts, seconds, ccfg.samples)
+            source.start(region.lower, region.upper, root, disjuncts, seconds, ccfg.samples,
+                         refine_s=refine_s, refine_solve_s=ccfg.refine_solve_seconds)
         except Exception as exc:  # the search goes on without cuts
             self.log(f"cuts: could not start the MIP worker ({type(exc).__name__}: {exc})")
             return None
@@ -366,7 +372,9 @@ class _InstanceRun:
         self.stats.update(cuts_received=s.received, cuts_used=source.count,
                           cuts_rejected=s.rejected, cuts_dropped=s.dropped,
                           cuts_first_s=-1.0 if s.first_cut_s is None else s.first_cut_s,
-                          cuts_refreshes=s.refreshes, mip_status=s.mip_status or "unknown")
+                          cuts_refreshes=s.refreshes, mip_status=s.mip_status or "unknown",
+                          refined_neurons=s.refined_neurons,
+                          refined_improved=s.refined_improved)
         if s.root_margin is not None:
             self.stats["cuts_root_margin"] = s.root_margin
         self.log(f"cuts: {s.received} received, {source.count} used, {s.rejected} rejected, "

@@ -89,6 +89,11 @@ class CutsConfig:
     samples: int = 2000  # executions every cut is checked against before it is used
     auto_min_unstable: int = 200
     auto_min_seconds: float = 20.0  # auto: only when at least this much time is left
+    # share of the worker's time spent first on MIP-tightening the root's intermediate bounds
+    # (fully connected nets only; 0: off), at most refine_solve_seconds per solve (see
+    # planecut.mip_cuts.refine)
+    refine_fraction: float = 0.0
+    refine_solve_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,9 @@ class VerifierConfig:
         if self.cuts.mode not in ("off", "mip", "auto"):
             raise ConfigError(f"cuts.mode must be off, mip (or on) or auto, not "
                               f"{self.cuts.mode!r}")
+        if not 0 <= self.cuts.refine_fraction < 1 or self.cuts.refine_solve_seconds <= 0:
+            raise ConfigError("cuts.refine_fraction must be in [0, 1) and "
+                              "cuts.refine_solve_seconds > 0")
         if self.bab.batch_size < 1:
             raise ConfigError("bab.batch_size must be >= 1")
         if self.attack.restarts < 1 or self.attack.steps < 0:

@@ -92,3 +92,17 @@ def test_no_worker_left_when_interrupted_or_killed(bench_root, tmp_path, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_refined_bounds_reach_the_search(bench_root: Path) -> None:
+    """With ``cuts.refine_fraction`` the worker MIP-tightens root neurons first; the search
+    adopts them (statistics count them) and the answer stays the expected one or none."""
+    from planecut.verifier.api import verify
+    from planecut.verifier.config import CutsConfig, VerifierConfig
+
+    cfg = VerifierConfig(device="cpu", cuts=CutsConfig(mode="mip", refine_fraction=0.5,
+                                                       refine_solve_seconds=1.0))
+    res = verify(bench_root / NET, bench_root / PROP, timeout=25.0, config=cfg)
+    assert res.verdict in ("unsat", "timeout", "unknown")  # expected: unsat
+    assert res.stats["refined_neurons"] > 0
+    assert res.stats["refined_improved"] <= res.stats["refined_neurons"]

@@ -119,6 +119,7 @@ class _Stats:
     visited: int = 0  # children bounded
     exact_lp: int = 0  # fully split domains sent to the exact LP
     undecided: int = 0  # fully split domains neither proven nor falsified
+    refined_dropped: int = 0  # open domains emptied by the MIP-refined root bounds
 
 
 @dataclass
@@ -425,7 +426,7 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
             check_deadline(deadline)
             if cut_source is not None:
                 verdict, cex = _use_cuts(search, cut_source, time.monotonic() - last_refresh
-                                         >= cut_refresh_seconds)
+                                         >= cut_refresh_seconds, store)
                 if verdict == "refreshed":
                     last_refresh = time.monotonic()
                 elif verdict is not None:
@@ -460,12 +461,14 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
     return outcome("unsat")
 
 
-def _use_cuts(search: _Search, source: "CutSource", may_refresh: bool
+def _use_cuts(search: _Search, source: "CutSource", may_refresh: bool, store: DomainStore
               ) -> tuple[str | None, object]:
     """Between rounds: the MIP worker's verdict if it has one (``"unsat"``, or ``"sat"`` with a
-    confirmed counterexample); else, with new cuts (and ``may_refresh``), re-optimise the
-    root's bound with GCP-CROWN to get multipliers for every domain — ``"unsat"`` if the root
-    is then proven, ``"refreshed"`` otherwise; None when nothing changed."""
+    confirmed counterexample); its refined root bounds, adopted by the root and every open
+    domain (domains they contradict are dropped); else, with new cuts (and
+    ``may_refresh``), re-optimise the root's bound with GCP-CROWN to get multipliers for
+    every domain — ``"unsat"`` if the root is then proven, ``"refreshed"`` otherwise; None
+    when nothing changed."""
     st = search.spec
     region0 = torch.zeros(1, dtype=torch.long, device=st.lower.device)
     for x in source.candidates():
@@ -476,6 +479,15 @@ def _use_cuts(search: _Search, source: "CutSource", may_refresh: bool
     if source.proved():
         return "unsat", None
     changed = source.poll()
+    lay = search.layout
+    for rb in source.refined():
+        if rb.name not in lay.names:
+            continue
+        l = lay.names.index(rb.name)
+        lo, hi = lay.tighten_layer(l, torch.as_tensor(rb.lower), torch.as_tensor(rb.upper))
+        search.stats.refined_dropped += store.tighten(lay.layer_slice(l), lo, hi)
+    if len(store) == 0:  # (the loop ends; fully split undecided domains still count)
+        return None, None
     if source.terms is None or not may_refresh or (not changed and search.cuts is source.terms):
         return None, None
     lay = search.layout

@@ -38,6 +38,8 @@ class CutStats:
     refreshes: int = 0  # root re-optimisations with a new cut set
     mip_status: str = ""  # proved / candidate / unknown / error
     root_margin: float | None = None  # root proof margin with the cuts (> 0 proves)
+    refined_neurons: int = 0  # intermediate neurons the worker's MIP tightened ...
+    refined_improved: int = 0  # ... and those whose interval shrank
 
 
 @dataclass
@@ -56,16 +58,19 @@ class CutSource:
         self._objectives = 0
         self._t0 = time.monotonic()
         self._seen_incumbents = 0
+        self._seen_refined = 0
         self._seen_verdicts: set[int] = set()
 
     # ------------------------------------------------------------------ lifetime
     def start(self, x_lower: np.ndarray, x_upper: np.ndarray,
               root: Mapping[str, tuple[Tensor, Tensor]],
               disjuncts: list[tuple[np.ndarray, np.ndarray]], seconds: float,
-              samples: int = 2000) -> "CutSource":
+              samples: int = 2000, refine_s: float = 0.0, refine_solve_s: float = 1.0
+              ) -> "CutSource":
         """Start the worker on the box with root bounds ``{relu name: (lo, hi)}`` (one region)
         and the spec's disjuncts ``(C, d)`` (solved in this order), for ``seconds`` of
-        solving."""
+        solving, the first ``refine_s`` of them tightening the root's intermediate bounds
+        (:meth:`refined`)."""
         from planecut.mip_cuts.worker import CutJob, CutWorker
 
         inter = {k: (lo.detach().double().cpu().numpy().reshape(-1),
@@ -84,10 +89,12 @@ class CutSource:
             enc = encode_network(cpu, xl, xu, inter)
             job = CutJob(enc, objectives, time_limit=max(0.5, seconds), samples=samples,
                          layer_names=tuple(L.pre_name for L in enc.layers),
-                         layer_shapes=tuple(L.shape for L in enc.layers))
+                         layer_shapes=tuple(L.shape for L in enc.layers),
+                         refine_s=refine_s, refine_solve_s=refine_solve_s)
         else:
             job = CutJob(None, objectives, time_limit=max(0.5, seconds), samples=samples,
-                         graph=cpu, x_lower=xl, x_upper=xu, intermediate=inter)
+                         graph=cpu, x_lower=xl, x_upper=xu, intermediate=inter,
+                         refine_s=refine_s, refine_solve_s=refine_solve_s)
         self._objectives = len(disjuncts)
         self._t0 = time.monotonic()
         self._worker = CutWorker().start(job)
@@ -149,6 +156,20 @@ class CutSource:
         if ok:
             self.stats.mip_status = "proved"
         return ok
+
+    def refined(self) -> list:
+        """Root intermediate bounds the worker's MIP tightened, not handed out before
+        (:class:`planecut.mip_cuts.refine.RefinedBounds`, one per ReLU layer; sound for the
+        whole region). Read after :meth:`poll`."""
+        w = self._worker
+        if w is None:
+            return []
+        new = w.refined[self._seen_refined:]
+        self._seen_refined = len(w.refined)
+        for rb in new:
+            self.stats.refined_neurons += rb.solved
+            self.stats.refined_improved += rb.improved
+        return new
 
     def candidates(self) -> list[np.ndarray]:
         """Inputs where the MIP found the property violated, not handed out before."""

@@ -102,6 +102,16 @@ class NeuronLayout:
         hi = [t[:, i] for t, i in zip(self.root_upper, self.index)]
         return torch.cat(lo, dim=1), torch.cat(hi, dim=1)
 
+    def tighten_layer(self, layer: int, lower: Tensor, upper: Tensor) -> Interval:
+        """Intersect layer ``layer``'s root bounds (every region) with ``lower``/``upper``
+        ``(n_l,)``, bounds that hold on the whole input (e.g. refined by a MIP); returns the
+        new values at the layer's compact coordinates ``(R, m_l)``, for the open domains."""
+        lo = torch.maximum(self.root_lower[layer], lower.to(self.root_lower[layer]))
+        hi = torch.minimum(self.root_upper[layer], upper.to(self.root_upper[layer]))
+        self.root_lower[layer], self.root_upper[layer] = lo, hi
+        idx = self.index[layer]
+        return lo[:, idx], hi[:, idx]
+
     def full_bounds(self, lower: Tensor, upper: Tensor, region: Tensor) -> dict[str, Interval]:
         """``{relu name: (lo, hi) (B, *shape)}``: root bounds of each domain's region with the
         compact values ``(B, M)`` scattered back."""
@@ -303,6 +313,29 @@ class DomainStore:
                     t[holes] = t[movers]
         self._size = n - k
         return out
+
+    def tighten(self, cols: slice, lower: Tensor, upper: Tensor) -> int:
+        """Intersect every open domain's bounds on compact coordinates ``cols`` with
+        ``lower``/``upper`` ``(R, m)`` (indexed by the domain's region), bounds that hold on
+        the whole region. A domain whose interval becomes empty somewhere has no input left
+        (its splits contradict the new bounds): it is removed, and the count returned."""
+        n = self._size
+        if n == 0:
+            return 0
+        region = self._data["region"][:n]
+        lo = self._data["lower"][:n, cols]
+        hi = self._data["upper"][:n, cols]
+        lo.copy_(torch.maximum(lo, lower.to(lo)[region]))
+        hi.copy_(torch.minimum(hi, upper.to(hi)[region]))
+        empty = (lo > hi).any(dim=1)
+        dropped = int(empty.sum())
+        if dropped:
+            keep = (~empty).nonzero().flatten()
+            for t in self._data.values():
+                if t is not None:
+                    t[:keep.numel()] = t[keep]
+            self._size = keep.numel()
+        return dropped
 
     def drop_warm_starts(self) -> None:
         """Forget every stored slope and multiplier (memory pressure), now and for later

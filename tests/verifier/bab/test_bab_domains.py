@@ -128,3 +128,32 @@ def test_pop_sizes(k: int) -> None:
     store.push(batch([0.5, 0.1, 0.3, 0.2]))
     out = store.pop(k)
     assert len(out) == min(k, 4) and len(store) == 4 - min(k, 4)
+
+
+def test_refined_root_bounds_tighten_every_domain_and_drop_contradicted_ones() -> None:
+    """Bounds that hold on the whole region (the MIP worker's refinement) are intersected into
+    the root and every open domain; a domain whose split contradicts them has no input left
+    and leaves the store."""
+    g = graph()
+    lay = NeuronLayout.from_root(g, root_bounds(), 2)
+    lo, hi = lay.root_compact()
+    region = torch.tensor([0, 0, 1])
+    lo, hi = lo[region].clone(), hi[region].clone()
+    splits = torch.zeros(3, 4, dtype=torch.int8)
+    lo[1, 0], splits[1, 0] = 0.0, 1  # domain 1: r0 neuron 0 active (z >= 0)
+    hi[2, 0], splits[2, 0] = 0.0, -1  # domain 2: r0 neuron 0 inactive (z <= 0)
+    store = DomainStore()
+    store.push(DomainBatch(lo, hi, splits, torch.zeros(3, 2), torch.tensor([-1.0, -2.0, -3.0]),
+                           region, torch.zeros(3, dtype=torch.int32)))
+    # refined layer r0: neuron 0 in [0.25, 0.9] (active everywhere), neuron 2 upper 1.5
+    c_lo, c_hi = lay.tighten_layer(0, torch.tensor([0.25, 0.0, -5.0, -5.0]),
+                                   torch.tensor([0.9, 9.0, 1.5, 9.0]))
+    assert lay.root_lower[0][:, 0].tolist() == [0.25, 0.25]
+    assert lay.root_lower[0][:, 1].tolist() == [0.5, 0.5]  # never loosened
+    assert c_lo.shape == (2, 3) and c_hi[:, 1].tolist() == [1.5, 1.5]
+    dropped = store.tighten(lay.layer_slice(0), c_lo, c_hi)
+    assert dropped == 1 and len(store) == 2  # the inactive split contradicts z >= 0.25
+    left = store.pop(2)
+    assert sorted(left.score.tolist()) == [-2.0, -1.0]
+    assert (left.lower[:, 0] == 0.25).all() and (left.upper[:, 0] == 0.9).all()
+    assert (left.upper[:, 1] == 1.5).all()

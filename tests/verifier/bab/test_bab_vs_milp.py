@@ -504,7 +504,10 @@ def run_instance(seed: int, mode: str = "auto", timeout: float = TIMEOUT, cuts: 
     and MIP cut worker mode ``cuts``; ``problem`` is empty when the answer is consistent with
     the MILP."""
     inst = make_instance(seed)
-    cfg = VerifierConfig(device="cpu", bab=BabConfig(mode=mode), cuts=CutsConfig(mode=cuts))
+    # "mip+refine": the worker first MIP-tightens the root's intermediate bounds (half its time)
+    cuts_cfg = CutsConfig(mode="mip", refine_fraction=0.5, refine_solve_seconds=0.3) \
+        if cuts == "mip+refine" else CutsConfig(mode=cuts)
+    cfg = VerifierConfig(device="cpu", bab=BabConfig(mode=mode), cuts=cuts_cfg)
     # a verify() that ignores its deadline would hang the suite: leave a stack dump behind
     faulthandler.dump_traceback_later(timeout + 60, exit=False)
     try:
@@ -711,9 +714,17 @@ def test_verify_with_mip_cuts_never_contradicts_milp():
     assert not problems, "\n".join(problems)
 
 
+def test_verify_with_refined_bounds_never_contradicts_milp():
+    """CI slice with the worker's MIP bound refinement on: the search adopts its bounds (and
+    drops domains they contradict) without ever contradicting the MILP."""
+    _, problems, _ = _run_many(list(CI_SEEDS)[3::8], "activation", CI_TIMEOUT,
+                               cuts="mip+refine")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode,cuts", [("auto", "auto"), ("activation", "auto"),
-                                       ("activation", "mip")])
+                                       ("activation", "mip"), ("activation", "mip+refine")])
 def test_verify_never_contradicts_milp_many(mode, cuts):
     _, problems, _ = _run_many(list(SLOW_SEEDS), mode, cuts=cuts)
     assert not problems, "\n".join(problems)

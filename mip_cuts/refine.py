@@ -1,0 +1,154 @@
+"""MIP bound tightening of intermediate neurons ("bab-refine" in the reference's words).
+
+Alpha-CROWN's intermediate bounds are those of one LP relaxation per neuron. On fully
+connected nets a short MIP solve of the network *up to* a layer, minimising (then maximising)
+one pre-activation, often closes a good part of the gap to the true range — measured on mnist
+256x6 prop_3 (eps 0.05), second ReLU layer: a lower bound of −10.3 (LP and alpha-CROWN alike)
+becomes −6.6 after 2 s of HiGHS. Tighter bounds make neurons stable or their relaxations
+narrower in every later bound, and in every branch-and-bound domain.
+
+:func:`refine_bounds` goes layer by layer (the first ReLU layer is exact from the input box and
+skipped), each layer's MILP built with the bounds already refined before it, the unstable
+neurons with the widest relaxations first, within a time budget. A MIP's dual bound is sound
+for the whole input region whatever the solve reached, so a solve cut short still counts; the
+bound is relaxed by :data:`REFINE_MARGIN` (relative) for solver tolerances and float32
+consumers, and only ever intersected with the bounds it started from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .encoding import NetworkEncoding
+from .milp import MilpModel, build_milp, objective_of
+
+#: a refined bound is moved out by this much times (1 + |bound|): solver tolerances (HiGHS's
+#: feasibility and MIP gap tolerances are about 1e-6 to 1e-7) and float32 rounding downstream
+REFINE_MARGIN = 1e-5
+
+
+@dataclass
+class RefinedBounds:
+    """Refined pre-activation bounds of one ReLU layer (the whole layer, ``(n,)`` each).
+
+    Sent by the cut worker to the verifier, which intersects them with its own."""
+
+    layer: int
+    name: str  # IR name of the ReLU node
+    lower: np.ndarray
+    upper: np.ndarray
+    solved: int  # neurons tightened (each one or two solves)
+    improved: int  # neurons whose interval shrank
+    elapsed: float
+
+
+def refine_order(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Unstable neurons, widest relaxation first: the triangle relaxation's largest gap
+    ``−l·u/(u − l)`` is what a tighter bound removes from every bound through that neuron."""
+    uns = np.nonzero((lower < 0) & (upper > 0))[0]
+    gap = -lower[uns] * upper[uns] / (upper[uns] - lower[uns])
+    return uns[np.argsort(-gap, kind="stable")]
+
+
+def truncated(enc: NetworkEncoding, k: int) -> NetworkEncoding:
+    """The network up to ReLU layer ``k``, its "output" being layer ``k``'s pre-activation."""
+    L = enc.layers[k]
+    return dataclasses.replace(enc, layers=enc.layers[:k], out_maps=L.maps, out_bias=L.bias)
+
+
+def _solver(backend: str) -> Callable[[MilpModel, float], float]:
+    """``solve(model, seconds) -> sound lower bound on its optimum`` (−inf when none)."""
+    if backend == "highs":
+        from .backends.highs import solve_highs
+
+        def solve(model: MilpModel, seconds: float) -> float:
+            res = solve_highs(model, time_limit=seconds)
+            return res.bound if res.status != "infeasible" else -math.inf
+        return solve
+    if backend == "scip":
+        from .backends.scip import solve_scip
+
+        def solve(model: MilpModel, seconds: float) -> float:
+            res = solve_scip(model, time_limit=seconds)
+            return res.dual if res.status != "infeasible" else -math.inf
+        return solve
+    raise ValueError(f"unknown refinement backend {backend!r} (highs, scip)")
+
+
+def _with_objective(model: MilpModel, enc: NetworkEncoding, row: np.ndarray) -> MilpModel:
+    """``model`` minimising ``row · z_k`` (``row`` over layer ``k``'s pre-activations)."""
+    rows, const = objective_of(enc, row.reshape(1, -1), np.zeros(1))
+    obj = np.zeros(model.n_vars)
+    lay = model.layout
+    for s, r in rows.items():
+        blk = lay.block("x") if s == 0 else lay.block("y", s - 1)
+        obj[blk] += r[0]
+    return dataclasses.replace(model, obj=obj, obj_const=float(const[0]))
+
+
+def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float = 1.0,
+                  max_per_layer: int = 32, backend: str = "scip",
+                  should_stop: Callable[[], bool] = lambda: False,
+                  on_layer: Callable[[RefinedBounds], None] | None = None
+                  ) -> NetworkEncoding:
+    """Tighten the bounds of ``enc``'s ReLU layers 1, 2, ... (see the module doc) for at most
+    ``seconds``; returns the encoding with the refined bounds (``enc`` is not modified).
+
+    Each layer gets an equal share of the time left; in it, up to ``max_per_layer`` unstable
+    neurons, widest first, each with one solve per side of at most ``solve_seconds``.
+    ``on_layer`` receives each layer's result as soon as it is done.
+
+    The default backend is SCIP: on mnist 256x6 prop_3 (second ReLU layer) it had a bound after
+    1 s (e.g. −11.2 → −8.5) where HiGHS had none before about 1 s and needed 2 s for a similar
+    one; neither returns anything useful within 0.5 s (presolve and the root LP come first)."""
+    t0 = time.monotonic()
+    end = t0 + max(0.0, seconds)
+    solve = _solver(backend)
+    layers = list(enc.layers)
+    for k in range(1, len(layers)):
+        if should_stop() or time.monotonic() >= end:
+            break
+        L = layers[k]
+        lower, upper = L.lower.copy(), L.upper.copy()
+        part = dataclasses.replace(enc, layers=layers)
+        tr = truncated(part, k)
+        order = refine_order(lower, upper)[:max_per_layer]
+        if order.size == 0:
+            continue
+        base = build_milp(tr, np.zeros((1, L.size)), np.zeros(1))
+        layer_end = time.monotonic() + (end - time.monotonic()) / (len(layers) - k)
+        solved = improved = 0
+        for j in order:
+            if should_stop() or time.monotonic() >= layer_end:
+                break
+            row = np.zeros(L.size)
+            row[j] = 1.0
+            before = upper[j] - lower[j]
+            for sign in (1.0, -1.0):  # min z_j, then min −z_j = −max z_j
+                left = layer_end - time.monotonic()
+                if left <= 0.02:
+                    break
+                b = solve(_with_objective(base, tr, sign * row), min(solve_seconds, left))
+                if not math.isfinite(b):
+                    continue
+                b -= REFINE_MARGIN * (1.0 + abs(b))
+                if sign > 0:
+                    lower[j] = max(lower[j], b)
+                else:
+                    upper[j] = min(upper[j], -b)
+                if lower[j] >= 0 or upper[j] <= 0:
+                    break  # stable now: the other side no longer matters to its relaxation
+            solved += 1
+            improved += int(upper[j] - lower[j] < before)
+        upper = np.maximum(upper, lower)  # (a margin never crosses; keep the interval valid)
+        layers[k] = dataclasses.replace(L, lower=lower, upper=upper)
+        if on_layer is not None and solved:
+            on_layer(RefinedBounds(k, L.name, lower.copy(), upper.copy(), solved, improved,
+                                   time.monotonic() - t0))
+    return dataclasses.replace(enc, layers=layers)
