@@ -137,7 +137,7 @@ class _Search:
     refine: bool = False  # recompute intermediate bounds of the layers after a new split
     stats: _Stats = field(default_factory=_Stats)
     # GCP-CROWN: the MIP worker's cuts and the root's multipliers (R, K, m), which warm-start
-    # every domain's (children do not keep their own: the cut set changes under them)
+    # domains that have none of their own for this cut set (see DomainBatch.mu)
     cuts: CutTerms | None = None
     mu_root: Tensor | None = None
     root_alphas: dict | None = None  # the root's optimised slopes (warm start of re-bounds)
@@ -174,7 +174,9 @@ class _Search:
             beta_init = lay.full_rows(batch.beta, self.like)
         if self.cuts is not None and self.mu_root is not None:
             beta_init = dict(beta_init or {})
-            beta_init[CUT_KEY] = self.mu_root.index_select(0, region)
+            own = batch.mu is not None and batch.mu.shape[-1] == self.mu_root.shape[-1]
+            beta_init[CUT_KEY] = batch.mu.to(self.like) if own else \
+                self.mu_root.index_select(0, region)
         sub = st.take(region)
         done = None
         if stop_when_proven:
@@ -199,7 +201,7 @@ def _with_bounds(batch: DomainBatch, spec: SpecTensors, res: BoundResult,
     """``batch`` with the new row bounds, scores and warm starts of ``res``."""
     sub = spec.take(batch.region)
     row_lower = res.lower.detach()
-    alpha = beta = None
+    alpha = beta = mu = None
     if keep_warm:
         n, k = row_lower.shape
         default = ((batch.upper > -batch.lower)).to(row_lower.dtype)
@@ -207,8 +209,10 @@ def _with_bounds(batch: DomainBatch, spec: SpecTensors, res: BoundResult,
                   if a.get("final") is not None}
         alpha = layout.compact_rows(finals, n, k, row_lower, default)
         beta = layout.compact_rows(res.betas or {}, n, k, row_lower)
+        cut_mu = (res.betas or {}).get(CUT_KEY)
+        mu = None if cut_mu is None else cut_mu.detach().expand(n, -1, -1)
     return DomainBatch(batch.lower, batch.upper, batch.splits, row_lower,
-                       sub.proof_margin(row_lower), batch.region, batch.depth, alpha, beta)
+                       sub.proof_margin(row_lower), batch.region, batch.depth, alpha, beta, mu)
 
 
 def _proven(spec: SpecTensors, region: Tensor, row_lower: Tensor, margin: float) -> Tensor:
@@ -513,6 +517,7 @@ def _use_cuts(search: _Search, source: "CutSource", may_refresh: bool, store: Do
         source.keep(keep)
         mu = mu[:, :, keep]
     search.cuts, search.mu_root = source.terms, mu
+    store.reset_mu(mu)  # the old multipliers belong to the old cut set
     source.stats.refreshes += 1
     source.stats.root_margin = float(st.disjunct_max(res.lower - st.d).min())
     if bool(_proven(st, region, res.lower, search.margin).all()):

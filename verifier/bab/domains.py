@@ -23,6 +23,10 @@ regions share one store), ``depth`` (number of splits), and optional warm starts
 ``beta`` ``(K, M)`` in float16 (slopes lie in [0, 1]; multipliers only seed the next
 optimisation, so half precision is plenty). Warm starts are dropped for the whole store when
 its memory estimate would pass ``warm_start_budget`` bytes.
+
+With cuts (GCP-CROWN), ``mu`` ``(K, m)`` float16 holds each domain's cut multipliers, the warm
+start of its children's. It is valid for one cut set only: when the search changes the cuts,
+:meth:`DomainStore.reset_mu` replaces every domain's with the root's new multipliers.
 """
 
 from __future__ import annotations
@@ -187,6 +191,7 @@ class DomainBatch:
     depth: Tensor  # (N,) int32
     alpha: Tensor | None = None  # (N, K, M) float16
     beta: Tensor | None = None  # (N, K, M) float16
+    mu: Tensor | None = None  # (N, K, m) float16: cut multipliers (for the current cut set)
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -198,7 +203,7 @@ class DomainBatch:
     @staticmethod
     def cat(batches: list["DomainBatch"]) -> "DomainBatch":
         warm = {name: all(getattr(b, name) is not None for b in batches)
-                for name in ("alpha", "beta")}
+                for name in ("alpha", "beta", "mu")}
         out = {}
         for f in fields(DomainBatch):
             if f.name in warm and not warm[f.name]:
@@ -208,7 +213,7 @@ class DomainBatch:
         return DomainBatch(**out)
 
     def without_warm_starts(self) -> "DomainBatch":
-        return replace(self, alpha=None, beta=None)
+        return replace(self, alpha=None, beta=None, mu=None)
 
     def unsplit_unstable(self) -> Tensor:
         """``(N, M)`` bool: neurons a child may split (unstable here and not split yet)."""
@@ -282,6 +287,9 @@ class DomainStore:
             batch = batch.without_warm_starts()
             if self._size and (self._data.get("alpha") is not None):
                 self.drop_warm_starts()
+        held = self._data.get("mu")
+        if batch.mu is not None and held is not None and held.shape[1:] != batch.mu.shape[1:]:
+            batch = replace(batch, mu=None)  # (another cut set: not this store's)
         if not self._data:
             self._allocate(batch, max(n, 64))
         elif self._size + n > self.capacity:
@@ -291,6 +299,8 @@ class DomainStore:
             t = getattr(batch, f.name)
             if t is not None and self._data.get(f.name) is not None:
                 self._data[f.name][sl] = t.to(self._data[f.name].dtype)
+        if batch.mu is None and self._data.get("mu") is not None:
+            self._data["mu"][sl] = 0  # (no multipliers of this cut set: start from zero)
         self._size += n
 
     def pop(self, k: int) -> DomainBatch:
@@ -343,6 +353,18 @@ class DomainStore:
         self._keep_warm = False
         self._data["alpha"] = None
         self._data["beta"] = None
+        self._data["mu"] = None
+
+    def reset_mu(self, mu_root: Tensor) -> None:
+        """A new cut set: every open domain's multipliers become the root's ``(R, K, m)`` (by
+        region), and later pushes carry ``(K, m)`` ones (nothing when warm starts are off)."""
+        if not self._data or not self._keep_warm:
+            return
+        cap = self.capacity
+        mu = mu_root.new_zeros((cap, *mu_root.shape[1:]), dtype=WARM_DTYPE)
+        if self._size:
+            mu[:self._size] = mu_root[self._data["region"][:self._size]].to(WARM_DTYPE)
+        self._data["mu"] = mu
 
     def _allocate(self, batch: DomainBatch, capacity: int) -> None:
         for f in fields(batch):
@@ -350,7 +372,7 @@ class DomainStore:
             if t is None:
                 self._data[f.name] = None
                 continue
-            dtype = WARM_DTYPE if f.name in ("alpha", "beta") else t.dtype
+            dtype = WARM_DTYPE if f.name in ("alpha", "beta", "mu") else t.dtype
             self._data[f.name] = t.new_empty((capacity, *t.shape[1:]), dtype=dtype)
 
     def _grow(self, capacity: int) -> None:

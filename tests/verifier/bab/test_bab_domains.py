@@ -157,3 +157,25 @@ def test_refined_root_bounds_tighten_every_domain_and_drop_contradicted_ones() -
     assert sorted(left.score.tolist()) == [-2.0, -1.0]
     assert (left.lower[:, 0] == 0.25).all() and (left.upper[:, 0] == 0.9).all()
     assert (left.upper[:, 1] == 1.5).all()
+
+
+def test_cut_multipliers_travel_with_domains_and_reset_with_the_cut_set() -> None:
+    store = DomainStore()
+    first = batch([-1.0, -2.0])
+    store.push(first)  # before any cut: no multipliers held, none needed
+    assert store.pop(1).mu is None
+    store.push(first.take(torch.tensor([0])))
+    mu_root = torch.tensor([[[0.5, 0.25, 0.0]] * 2])  # (R=1, K=2, m=3)
+    store.reset_mu(mu_root)  # a new cut set: every open domain starts from the root's
+    kids = batch([-3.0, -4.0])
+    kids.mu = torch.full((2, 2, 3), 0.75)
+    store.push(kids)
+    other = batch([-5.0])
+    other.mu = torch.ones(1, 2, 4)  # (computed for another cut set: not kept)
+    store.push(other)
+    got = store.pop(4)
+    assert got.mu.dtype == torch.float16 and got.mu.shape == (4, 2, 3)
+    by_score = {s: m for s, m in zip(got.score.tolist(), got.mu)}
+    assert torch.equal(by_score[-3.0], torch.full((2, 3), 0.75, dtype=torch.float16))
+    assert torch.equal(by_score[-1.0], mu_root[0].half())
+    assert torch.equal(by_score[-5.0], torch.zeros(2, 3, dtype=torch.float16))
