@@ -17,13 +17,14 @@ class FcNet:
     ws: list[np.ndarray]  # float32 values held as float64
     bs: list[np.ndarray]
     path: Path
+    act: str = "Relu"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         h = np.atleast_2d(x)
         for i, (w, b) in enumerate(zip(self.ws, self.bs)):
             h = h @ w.T + b
             if i < len(self.ws) - 1:
-                h = np.maximum(h, 0.0)
+                h = np.maximum(h, 0.0) if self.act == "Relu" else 1.0 / (1.0 + np.exp(-h))
         return h
 
 
@@ -37,7 +38,8 @@ def _save(nodes, inits, n_in_shape, n_out, path: Path, name: str) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def make_fc(path: Path, dims: list[int], seed: int) -> FcNet:
+def make_fc(path: Path, dims: list[int], seed: int, act: str = "Relu") -> FcNet:
+    """Dense layers with ``act`` ("Relu" or "Sigmoid") between them."""
     rng = np.random.default_rng(seed)
     ws, bs, nodes, inits = [], [], [], []
     cur = "X"
@@ -51,10 +53,10 @@ def make_fc(path: Path, dims: list[int], seed: int) -> FcNet:
         nodes.append(helper.make_node("Gemm", [cur, f"W{i}", f"B{i}"], [out], transB=1))
         cur = out
         if i < len(dims) - 2:
-            nodes.append(helper.make_node("Relu", [cur], [f"r{i}"]))
+            nodes.append(helper.make_node(act, [cur], [f"r{i}"]))
             cur = f"r{i}"
     _save(nodes, inits, [1, dims[0]], dims[-1], path, "fc")
-    return FcNet(ws, bs, path)
+    return FcNet(ws, bs, path, act)
 
 
 def make_conv_residual(path: Path, seed: int = 0) -> Path:

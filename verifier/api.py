@@ -255,7 +255,7 @@ class _InstanceRun:
         if mode == "activation" and not all(isinstance(n, Relu) for n in nonlinear):
             kinds = sorted({n.kind for n in nonlinear if not isinstance(n, Relu)})
             self.log(f"no activation split for {', '.join(kinds)} nodes: search skipped")
-            return None
+            return self._bound_longer(unproven)
         t = time.monotonic()
         self.log(f"branch and bound ({mode} split) on {len(unproven)} region(s)")
         if mode == "input":
@@ -294,6 +294,60 @@ class _InstanceRun:
         if out.verdict in ("unsat", "timeout"):
             return self._result(out.verdict)
         return None
+
+    def _bound_longer(self, unproven: list[int]) -> Result | None:
+        """Where no complete search applies (sigmoid/tanh nets), spend the time left on
+        alpha-CROWN runs of doubling length, each warm-started from the last one's slopes and
+        intersected with its bounds; ``unsat`` once every region is proven, else None. On ERAN's
+        6x200 sigmoid net, idx 6981 ends the root at margin −1.33 after 50 iterations."""
+        from planecut.verifier.bounds import compute_bounds
+        from planecut.verifier.bounds.types import AlphaOptions
+        from planecut.verifier.spec_tensors import SpecTensors
+
+        bcfg = self.config.bounds
+        iterations = max(1, bcfg.alpha_iterations)
+        per_iteration = self.timings.get("alpha-crown", 0.0) / iterations
+        reserve = LAST_ATTACK_RESERVE_S if self.config.attack.enabled else 0.0
+        t = time.monotonic()
+        left = list(unproven)
+        try:
+            while left and self.deadline - time.monotonic() > reserve + 1.0:
+                # twice the last run, or what fits in the time left (a run cut short by the
+                # deadline yields nothing)
+                fits = (self.deadline - reserve - time.monotonic()) / max(1e-3, per_iteration)
+                iterations = int(min(2 * iterations, 0.9 * fits))
+                if iterations < bcfg.alpha_iterations:
+                    break
+                t_round = time.monotonic()
+                alpha = AlphaOptions(iterations=iterations, lr=bcfg.alpha_lr,
+                                     lr_decay=bcfg.alpha_lr_decay,
+                                     early_stop_patience=bcfg.alpha_early_stop,
+                                     optimise_intermediate=bcfg.optimise_intermediate,
+                                     intermediate_objective=self._intermediate_objective())
+                still, worsts = [], []
+                for r in left:
+                    st = SpecTensors.from_spec(self.spec, [r], device=self.device,
+                                               dtype=self.dtype)
+                    res = compute_bounds(self.graph, st.lower, st.upper, st.C, "alpha-crown",
+                                         alpha=alpha, deadline=self.deadline - reserve,
+                                         alpha_init=self._root_alphas.get(r),
+                                         known_bounds=self._root.get(r))
+                    self._root_alphas[r] = res.alphas
+                    self._root[r] = dict(res.intermediate)
+                    worsts.append(float(st.disjunct_max(res.lower - st.d).min()))
+                    if not bool(st.proven_disjuncts(res.lower, bcfg.proof_margin).all()):
+                        still.append(r)
+                per_iteration = (time.monotonic() - t_round) / iterations
+                self.stats["alpha-crown_worst_lower_margin"] = min(worsts)
+                self.log(f"alpha-crown, {iterations} iterations: "
+                         f"{len(left) - len(still)}/{len(left)} region(s) proven, worst margin "
+                         f"{min(worsts):.4g}")
+                left = still
+        except DeadlineExceeded:
+            pass
+        finally:
+            self._add_time("alpha-crown-longer", time.monotonic() - t)
+        return self._result("unsat") if not left else None
 
     def _input_split(self, st, cfg):
         """Input-split BaB; ``input_branching: portfolio`` alternates the two branching rules
@@ -445,6 +499,8 @@ class _InstanceRun:
 
 
 SMALL_NET_PARAMETERS = 1_000_000
+#: seconds kept for the last attack round when bounds alone keep going until the deadline
+LAST_ATTACK_RESERVE_S = 2.0
 
 
 def _cpu_threads(graph: "Graph", requested: int) -> int:
