@@ -426,7 +426,8 @@ class _InstanceRun:
         self.stats.update(cuts_received=s.received, cuts_used=source.count,
                           cuts_rejected=s.rejected, cuts_dropped=s.dropped,
                           cuts_first_s=-1.0 if s.first_cut_s is None else s.first_cut_s,
-                          cuts_refreshes=s.refreshes, mip_status=s.mip_status or "unknown",
+                          cuts_refreshes=s.refreshes, cuts_refresh_seconds=s.refresh_seconds,
+                          mip_status=s.mip_status or "unknown",
                           refined_neurons=s.refined_neurons,
                           refined_improved=s.refined_improved)
         if s.root_margin is not None:

@@ -506,6 +506,7 @@ def _use_cuts(search: _Search, source: "CutSource", may_refresh: bool, store: Do
                          intermediate=inter, deadline=search.deadline, cuts=source.terms,
                          beta_init=beta_init, alpha_init=search.root_alphas)
     search.stats.bound_seconds += time.monotonic() - t
+    source.stats.refresh_seconds += time.monotonic() - t
     mu = res.betas[CUT_KEY].detach()
     # cuts whose multipliers the root optimisation left at zero only cost time in every
     # domain's bound: drop them (and keep at most max_cuts, the largest multipliers)

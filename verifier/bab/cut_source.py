@@ -36,6 +36,7 @@ class CutStats:
     dropped: int = 0  # kept out by the cap (smallest multipliers)
     first_cut_s: float | None = None
     refreshes: int = 0  # root re-optimisations with a new cut set
+    refresh_seconds: float = 0.0  # ... and the time they took
     mip_status: str = ""  # proved / candidate / unknown / error
     root_margin: float | None = None  # root proof margin with the cuts (> 0 proves)
     refined_neurons: int = 0  # intermediate neurons the worker's MIP tightened ...
