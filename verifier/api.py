@@ -395,7 +395,9 @@ class _InstanceRun:
                 self.log("cuts: the MIP worker handles one input region; not started")
             return None
         unstable = sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in root.values())
-        if ccfg.mode == "auto" and (unstable < ccfg.auto_min_unstable
+        from planecut.verifier.graph.ir import Add
+        residual = any(isinstance(n, Add) and len(n.inputs) > 1 for n in self.graph.nodes)
+        if ccfg.mode == "auto" and (residual or unstable < ccfg.auto_min_unstable
                                     or (os.cpu_count() or 1) < 2
                                     or self.deadline - time.monotonic() < ccfg.auto_min_seconds):
             return None

@@ -80,8 +80,11 @@ class CutsConfig:
     activation split with one input region and at least ``auto_min_unstable`` unstable
     neurons at the root and ``auto_min_seconds`` left, on a machine with at least 2 CPU
     cores: on smaller or shorter problems the search alone is faster than starting a solver
-    whose first cuts take seconds). The ``convolutional`` preset turns ``auto`` off: measured
-    on oval21 at 60 s, SCIP's first cuts on those MILPs come too late to matter."""
+    whose first cuts take seconds), and not for networks with residual connections. Measured
+    at 60 s on this project's 2-core CPU, cuts on vs off: oval21 (all 30) 13 vs 11 solved in
+    the same total time; mnist_fc (15 target instances) the same 11 solved, tighter final bounds
+    on 2 of the 4 unsolved, less total time; cifar10_resnet (12 target instances) the same 8
+    solved, no bound tighter."""
 
     mode: str = "auto"
     max_cuts: int = 1000  # cuts kept in the bound computation (largest multipliers first)
