@@ -48,6 +48,11 @@ class ColumnLayout:
         o = self.offset(kind, layer)
         return slice(o, o + (self.n_in if kind == "x" else self.sizes[layer]))
 
+    def source_block(self, s: int) -> slice:
+        """Columns of affine source ``s`` (see :class:`ReluLayer`): the input for 0, else the
+        output ``y`` of ReLU layer ``s − 1``."""
+        return self.block("x") if s == 0 else self.block("y", s - 1)
+
     def decode(self, col: int) -> tuple[str, int, int]:
         """(kind, layer, index) of a column; kind ``x`` has layer -1."""
         if col < self.n_in:
@@ -114,6 +119,16 @@ def objective_of(enc: NetworkEncoding, C: np.ndarray, d: np.ndarray
     return rows, C @ enc.out_bias - d
 
 
+def row_objective(enc: NetworkEncoding, layout: ColumnLayout, c: np.ndarray, d: float
+                  ) -> tuple[np.ndarray, float]:
+    """``(obj, const)`` over ``layout``'s columns with ``obj·v + const = c·out − d``."""
+    rows, const = objective_of(enc, np.reshape(c, (1, -1)), np.array([d], dtype=np.float64))
+    obj = np.zeros(layout.n_cols)
+    for s, row in rows.items():
+        obj[layout.source_block(s)] += row[0]
+    return obj, float(const[0])
+
+
 def build_milp(enc: NetworkEncoding, C: np.ndarray, d: np.ndarray) -> MilpModel:
     """The MILP of ``min max_r (C_r·out − d_r)`` over the region (see module doc)."""
     layout = ColumnLayout(enc.n_in, tuple(enc.layer_sizes()))
@@ -125,9 +140,6 @@ def build_milp(enc: NetworkEncoding, C: np.ndarray, d: np.ndarray) -> MilpModel:
     rows: list[sp.csr_matrix] = []
     lo_parts: list[np.ndarray] = []
     hi_parts: list[np.ndarray] = []
-
-    def src_block(s: int) -> slice:
-        return layout.block("x") if s == 0 else layout.block("y", s - 1)
 
     def add(A: sp.spmatrix, lo: np.ndarray, hi: np.ndarray) -> None:
         rows.append(sp.csr_matrix(A))
@@ -147,7 +159,7 @@ def build_milp(enc: NetworkEncoding, C: np.ndarray, d: np.ndarray) -> MilpModel:
         parts = [sp.csr_matrix((np.ones(nk), (np.arange(nk), np.arange(zb.start, zb.stop))),
                                shape=(nk, n))]
         for s, M in L.maps.items():
-            blk = src_block(s)
+            blk = layout.source_block(s)
             Mc = sp.csr_matrix(M)
             parts.append(-sp.csr_matrix((Mc.data, Mc.indices + blk.start, Mc.indptr),
                                         shape=(nk, n)))
@@ -179,22 +191,22 @@ def build_milp(enc: NetworkEncoding, C: np.ndarray, d: np.ndarray) -> MilpModel:
                                shape=(m, n))
             add(A3, np.full(m, -np.inf), -l)
     # objective
-    obj_rows, const = objective_of(enc, C, d)
-    R = const.size
-    if R == 1:
-        obj = np.zeros(n)
-        for s, row in obj_rows.items():
-            obj[src_block(s)] += row[0]
+    C = np.atleast_2d(np.asarray(C, dtype=np.float64))
+    d = np.asarray(d, dtype=np.float64).reshape(-1)
+    if C.shape[0] == 1:
+        obj, const0 = row_objective(enc, layout, C[0], float(d[0]))
         model_A = sp.vstack(rows).tocsr() if rows else sp.csr_matrix((0, n))
         return MilpModel(layout, model_A, np.concatenate(lo_parts) if lo_parts else np.zeros(0),
                          np.concatenate(hi_parts) if hi_parts else np.zeros(0), lb, ub, integer,
-                         obj, float(const[0]))
+                         obj, const0)
+    obj_rows, const = objective_of(enc, C, d)
+    R = const.size
     # epigraph: t >= C_r out - d_r  <=>  sum_s row_r v_s - t <= -const_r
     nt = n + 1
     rows = [sp.hstack([r, sp.csr_matrix((r.shape[0], 1))]).tocsr() for r in rows]
     E = sp.lil_matrix((R, nt))
     for s, row in obj_rows.items():
-        blk = src_block(s)
+        blk = layout.source_block(s)
         E[:, blk.start:blk.stop] = row
     E[:, n] = -1.0
     rows.append(E.tocsr())

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .encoding import NetworkEncoding
-from .milp import MilpModel, build_milp, objective_of
+from .milp import MilpModel, build_milp, row_objective
 
 #: a refined bound is moved out by this much times (1 + |bound|): solver tolerances (HiGHS's
 #: feasibility and MIP gap tolerances are about 1e-6 to 1e-7) and float32 rounding downstream
@@ -82,14 +82,10 @@ def _solver(backend: str) -> Callable[[MilpModel, float], float]:
 
 
 def _with_objective(model: MilpModel, enc: NetworkEncoding, row: np.ndarray) -> MilpModel:
-    """``model`` minimising ``row · z_k`` (``row`` over layer ``k``'s pre-activations)."""
-    rows, const = objective_of(enc, row.reshape(1, -1), np.zeros(1))
-    obj = np.zeros(model.n_vars)
-    lay = model.layout
-    for s, r in rows.items():
-        blk = lay.block("x") if s == 0 else lay.block("y", s - 1)
-        obj[blk] += r[0]
-    return dataclasses.replace(model, obj=obj, obj_const=float(const[0]))
+    """``model`` minimising ``row · z_k`` (``row`` over layer ``k``'s pre-activations): the
+    constraints are built once per layer, only the objective changes per neuron."""
+    obj, const = row_objective(enc, model.layout, row, 0.0)
+    return dataclasses.replace(model, obj=obj, obj_const=const)
 
 
 def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float = 1.0,

@@ -26,6 +26,7 @@ from planecut.verifier.result import Result
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from planecut.verifier.bounds.types import AlphaOptions
     from planecut.verifier.graph.ir import Graph
     from planecut.vnnlib.spec import Spec
 
@@ -301,11 +302,12 @@ class _InstanceRun:
         intersected with its bounds; ``unsat`` once every region is proven, else None. On ERAN's
         6x200 sigmoid net, idx 6981 ends the root at margin −1.33 after 50 iterations."""
         from planecut.verifier.bounds import compute_bounds
-        from planecut.verifier.bounds.types import AlphaOptions
         from planecut.verifier.spec_tensors import SpecTensors
 
         bcfg = self.config.bounds
         iterations = max(1, bcfg.alpha_iterations)
+        specs = {r: SpecTensors.from_spec(self.spec, [r], device=self.device, dtype=self.dtype)
+                 for r in unproven}
         per_iteration = self.timings.get("alpha-crown", 0.0) / iterations
         reserve = LAST_ATTACK_RESERVE_S if self.config.attack.enabled else 0.0
         t = time.monotonic()
@@ -319,15 +321,10 @@ class _InstanceRun:
                 if iterations < bcfg.alpha_iterations:
                     break
                 t_round = time.monotonic()
-                alpha = AlphaOptions(iterations=iterations, lr=bcfg.alpha_lr,
-                                     lr_decay=bcfg.alpha_lr_decay,
-                                     early_stop_patience=bcfg.alpha_early_stop,
-                                     optimise_intermediate=bcfg.optimise_intermediate,
-                                     intermediate_objective=self._intermediate_objective())
+                alpha = self._alpha_options(iterations)
                 still, worsts = [], []
                 for r in left:
-                    st = SpecTensors.from_spec(self.spec, [r], device=self.device,
-                                               dtype=self.dtype)
+                    st = specs[r]
                     res = compute_bounds(self.graph, st.lower, st.upper, st.C, "alpha-crown",
                                          alpha=alpha, deadline=self.deadline - reserve,
                                          alpha_init=self._root_alphas.get(r),
@@ -438,6 +435,17 @@ class _InstanceRun:
                  f"first after {s.first_cut_s if s.first_cut_s is not None else float('nan'):.1f}s, "
                  f"MIP {s.mip_status or 'undecided'}")
 
+    def _alpha_options(self, iterations: int) -> "AlphaOptions":
+        """alpha-CROWN settings from ``config.bounds`` with ``iterations`` steps."""
+        from planecut.verifier.bounds.types import AlphaOptions
+
+        bcfg = self.config.bounds
+        return AlphaOptions(iterations=iterations, lr=bcfg.alpha_lr,
+                            lr_decay=bcfg.alpha_lr_decay,
+                            early_stop_patience=bcfg.alpha_early_stop,
+                            optimise_intermediate=bcfg.optimise_intermediate,
+                            intermediate_objective=self._intermediate_objective())
+
     def _intermediate_objective(self) -> str:
         choice = self.config.bounds.intermediate_objective
         if choice != "auto":
@@ -449,15 +457,10 @@ class _InstanceRun:
     def _bound(self) -> list[int]:
         """Incomplete bounds, cheapest method first; returns the regions left unproven."""
         from planecut.verifier.bounds import compute_bounds
-        from planecut.verifier.bounds.types import AlphaOptions
         from planecut.verifier.spec_tensors import SpecTensors
 
         bcfg = self.config.bounds
-        alpha = AlphaOptions(iterations=bcfg.alpha_iterations, lr=bcfg.alpha_lr,
-                             lr_decay=bcfg.alpha_lr_decay,
-                             early_stop_patience=bcfg.alpha_early_stop,
-                             optimise_intermediate=bcfg.optimise_intermediate,
-                             intermediate_objective=self._intermediate_objective())
+        alpha = self._alpha_options(bcfg.alpha_iterations)
         unproven = list(range(len(self.spec.regions)))
         for method in bcfg.methods:
             if not unproven:

@@ -293,8 +293,7 @@ def _optimise_target(ctx: BoundContext, src: str, rows: Tensor, lower: Tensor, u
             best_hi.copy_(torch.where(hi_better, hi, best_hi))
             row_better = torch.cat([lo_better, hi_better], dim=1)
             for name, a in slopes.items():
-                mask = row_better.view(*row_better.shape, *([1] * (a.dim() - 2)))
-                best[name].copy_(torch.where(mask, a.detach(), best[name]))
+                best[name].copy_(_where_better(row_better, a, best[name]))
         # no early stop: Adam's first steps on tangent points oscillate for more than the
         # patience the final bound uses, and stopping there lost most of the gain (measured)
         if not stepping or not lo.requires_grad:
@@ -407,11 +406,17 @@ def _keep_best_rows(lower: Tensor, active: Tensor, pairs: list[tuple[Tensor, Ten
     else:
         best_lower[active] = new
     for a, best in pairs:
-        mask = better.view(*better.shape, *([1] * (a.dim() - 2)))
         if full:
-            best.copy_(torch.where(mask, a.detach(), best))
+            best.copy_(_where_better(better, a, best))
         else:
-            best[active] = torch.where(mask, a.detach(), best[active])
+            best[active] = _where_better(better, a, best[active])
+
+
+def _where_better(better: Tensor, current: Tensor, best: Tensor) -> Tensor:
+    """``current`` (detached) where ``better`` ``(B, K)``, else ``best``: per-(domain, row)
+    parameters ``(B, K, ...)`` kept with the bound they gave."""
+    mask = better.view(*better.shape, *([1] * (current.dim() - 2)))
+    return torch.where(mask, current.detach(), best)
 
 
 def _select_params(final: Slopes, betas: Slopes, opt: torch.optim.Adam, keep: Tensor,
@@ -450,8 +455,7 @@ def _keep_best(lower: Tensor, inter: dict[str, Interval], per_row: list[tuple[Te
     row_better = lower > best_lower
     best_lower.copy_(torch.where(row_better, lower, best_lower))
     for a, best in per_row:
-        mask = row_better.view(*row_better.shape, *([1] * (a.dim() - 2)))
-        best.copy_(torch.where(mask, a.detach(), best))
+        best.copy_(_where_better(row_better, a, best))
     for name, (lo, hi) in inter.items():
         blo, bhi = best_inter[name]
         best_inter[name] = (torch.maximum(blo, lo.detach()), torch.minimum(bhi, hi.detach()))
