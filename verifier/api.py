@@ -440,7 +440,7 @@ class _InstanceRun:
         from planecut.verifier.bounds.types import AlphaOptions
 
         bcfg = self.config.bounds
-        return AlphaOptions(iterations=iterations, lr=bcfg.alpha_lr,
+        return AlphaOptions(iterations=iterations, lr=bcfg.alpha_lr, lr_line=bcfg.alpha_lr_line,
                             lr_decay=bcfg.alpha_lr_decay,
                             early_stop_patience=bcfg.alpha_early_stop,
                             optimise_intermediate=bcfg.optimise_intermediate,

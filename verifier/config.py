@@ -34,6 +34,7 @@ class BoundsConfig:
     methods: tuple[str, ...] = ("crown", "alpha-crown")
     alpha_iterations: int = 50
     alpha_lr: float = 0.1
+    alpha_lr_line: float = 0.01  # sigmoid/tanh tangent points (see AlphaOptions.lr_line)
     alpha_lr_decay: float = 0.98
     alpha_early_stop: int = 10
     optimise_intermediate: bool = True
@@ -125,6 +126,10 @@ class VerifierConfig:
         for m in self.bounds.methods:
             if m not in ("ibp", "crown", "alpha-crown"):
                 raise ConfigError(f"unknown bound method {m!r} (ibp, crown, alpha-crown)")
+        b = self.bounds
+        if min(b.alpha_lr, b.alpha_lr_line) <= 0 or not 0 < b.alpha_lr_decay <= 1:
+            raise ConfigError("bounds.alpha_lr and bounds.alpha_lr_line must be > 0, "
+                              "bounds.alpha_lr_decay in (0, 1]")
         if self.bounds.intermediate_objective not in ("auto", "joint", "layerwise"):
             raise ConfigError("bounds.intermediate_objective must be auto, joint or layerwise, "
                               f"not {self.bounds.intermediate_objective!r}")

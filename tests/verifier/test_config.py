@@ -27,6 +27,7 @@ def test_yaml_overrides_nested_fields(tmp_path):
     ({"bounds": {"methods": ["magic"]}}, ["magic"]),
     ({"bounds": {"methods": "crown"}}, ["bounds.methods", "list"]),
     ({"attack": 3}, ["attack", "mapping"]),
+    ({"bounds": {"alpha_lr_line": 0}}, ["bounds.alpha_lr_line", "> 0"]),
 ])
 def test_bad_config_is_a_clear_error(data, words):
     with pytest.raises(ConfigError) as info:

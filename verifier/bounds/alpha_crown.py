@@ -184,7 +184,8 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
         # (option) the upper-side weights of layers with indicator terms move with the slopes
         if options.optimise_cut_relaxation:
             final.update(initial_pi_fracs(ctx.cuts, state.relaxations, rows_out, init))
-    params = list(final.values()) + [a for s in per_target.values() for a in s.values()]
+    keyed = list(final.items()) + [kv for s in per_target.values() for kv in s.items()]
+    params = [a for _, a in keyed]
     best_lower = start_lower.detach().clone()
     best_inter = {k: (lo.detach().clone(), hi.detach().clone())
                   for k, (lo, hi) in state.intermediate.items()}
@@ -202,7 +203,7 @@ def alpha_crown(ctx: BoundContext, state: IntermediateState, output: str, lam_ou
                         best_final, best_beta, options, done)
         return AlphaOutcome(best_lower, best_inter, _pack(best_final, layer_slopes), best_beta)
 
-    opt, sched = _adam(params, beta_params, options)
+    opt, sched = _adam(keyed, beta_params, options)
     best_total = -float("inf")
     stall = 0
     for it in range(options.iterations + 1):
@@ -280,7 +281,7 @@ def _optimise_target(ctx: BoundContext, src: str, rows: Tensor, lower: Tensor, u
         best_lo = lower.reshape(lower.shape[0], -1).index_select(1, rows).clone()
         best_hi = upper.reshape(upper.shape[0], -1).index_select(1, rows).clone()
     best = {name: a.detach().clone() for name, a in slopes.items()}
-    opt, sched = _adam(list(slopes.values()), [], options)
+    opt, sched = _adam(list(slopes.items()), [], options)
     for it in range(options.iterations + 1):
         check_deadline(ctx.deadline)
         stepping = it < options.iterations
@@ -326,15 +327,22 @@ def _ascent_step(opt: torch.optim.Optimizer, sched, lower: Tensor, alphas, betas
             b.clamp_(min=0)
 
 
-def _adam(alphas: list[Tensor], betas: list[Tensor], options: AlphaOptions,
-          lrs: tuple[float, float] | None = None):
-    """Adam with one group for the slopes and one for the multipliers, and its decay."""
-    lr_a, lr_b = lrs or (options.lr, options.lr_beta)
-    groups = []
-    if alphas:
-        groups.append({"params": alphas, "lr": lr_a})
-    if betas:
-        groups.append({"params": betas, "lr": lr_b})
+def _is_line_key(key: str) -> bool:
+    return key.endswith(LINE_LOWER) or key.endswith(LINE_UPPER)
+
+
+def _adam(alphas: list[tuple[str, Tensor]], betas: list[Tensor], options: AlphaOptions,
+          lrs: dict[str, float] | None = None):
+    """Adam with one group per role, each with its learning rate, and their decay: ReLU slopes
+    (``options.lr``), S-shaped tangent points (``options.lr_line``; keyed by
+    :data:`LINE_LOWER`/:data:`LINE_UPPER`) and multipliers (``options.lr_beta``). ``lrs``
+    (by role) overrides them, e.g. to continue a decayed schedule."""
+    rates = {"alpha": options.lr, "line": options.lr_line, "beta": options.lr_beta}
+    rates.update(lrs or {})
+    members = {"alpha": [a for k, a in alphas if not _is_line_key(k)],
+               "line": [a for k, a in alphas if _is_line_key(k)],
+               "beta": list(betas)}
+    groups = [{"params": p, "lr": rates[role], "role": role} for role, p in members.items() if p]
     try:  # the fused kernel is several times faster on CPUs and GPUs alike
         opt = torch.optim.Adam(groups, fused=True)
     except (RuntimeError, ValueError, TypeError):  # device or dtype without a fused kernel
@@ -362,7 +370,7 @@ def _optimise_final(ctx: BoundContext, relaxations: dict, output: str, lam_out: 
     sub = BoundContext(ctx.plan, ctx.x_lower, ctx.x_upper, dict(relaxations), ctx.deadline,
                        ctx.chunk_elements, ctx.split_signs, ctx.cuts)
     lam = lam_out
-    opt, sched = _adam(list(final.values()), list(betas.values()), options)
+    opt, sched = _adam(list(final.items()), list(betas.values()), options)
     best_total = -float("inf")
     stall = 0
     for it in range(options.iterations + 1):
@@ -423,16 +431,13 @@ def _select_params(final: Slopes, betas: Slopes, opt: torch.optim.Adam, keep: Te
                    options: AlphaOptions):
     """The parameters' rows ``keep`` as new leaves, with an Adam that continues from the
     kept rows' moments and the current learning rates."""
-    lrs = [g["lr"] for g in opt.param_groups]
-    lr_a = lrs[0] if final else options.lr
-    lr_b = lrs[-1] if betas else options.lr_beta
+    lrs = {g["role"]: g["lr"] for g in opt.param_groups}
 
     def cut(params: Slopes) -> Slopes:
         return {k: p.detach()[keep].clone().requires_grad_(True) for k, p in params.items()}
 
     new_final, new_betas = cut(final), cut(betas)
-    new_opt, sched = _adam(list(new_final.values()), list(new_betas.values()), options,
-                           (lr_a, lr_b))
+    new_opt, sched = _adam(list(new_final.items()), list(new_betas.values()), options, lrs)
     old_params = list(final.values()) + list(betas.values())
     new_params = list(new_final.values()) + list(new_betas.values())
     for p, q in zip(old_params, new_params):

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from planecut.verifier.bounds.crown import make_relaxation, nonlinear_backward
 from planecut.verifier.bounds.relaxations import (
     relu_relaxation,
+    line_backward_optimised,
     sigmoid_relaxation,
     tanh_relaxation,
+    theta_to_point,
 )
 from planecut.verifier.graph.ir import MaxPool, Relu, Sigmoid, Tanh
 
@@ -155,7 +157,36 @@ def test_s_shaped_tangent_points_reproduce_default_slopes(kind: str) -> None:
     assert ((rel.upper_point >= 0) & (rel.upper_point <= 1)).all()
     width = hi - lo
     for point, slope in ((rel.lower_point, rel.lower_slope), (rel.upper_point, rel.upper_slope)):
-        again = rel.fn.df(lo + point[0, 0] * width)
+        again = rel.fn.df(theta_to_point(point[0, 0], lo, hi))
         wide = width > 1e-3  # thin intervals use the midpoint tangent: same slope to ~1e-7
         assert torch.allclose(again[wide], slope[0, 0][wide], rtol=1e-6, atol=1e-9)
         assert torch.allclose(again, slope[0, 0], rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh"])
+def test_s_shaped_lines_sound_for_every_tangent_point(kind: str) -> None:
+    """alpha-CROWN may put a tangent point anywhere in its range, outside ``[l, u]`` too (the
+    flat lines): every such line, with its recomputed intercept, must bound ``f`` on the whole
+    interval. Checked on a grid of intervals with θ at the ends and at random."""
+    rule = {"sigmoid": sigmoid_relaxation, "tanh": tanh_relaxation}[kind]
+    lo, hi = interval_grid(torch.float64)
+    lo, hi = lo.flatten().unsqueeze(0), hi.flatten().unsqueeze(0)
+    rel = rule(lo, hi)
+    g = torch.Generator().manual_seed(0)
+    n = lo.shape[1]
+    thetas = [torch.zeros(1, 1, n), torch.ones(1, 1, n), torch.full((1, 1, n), 0.5),
+              torch.rand(1, 1, n, generator=g)]
+    eye = torch.eye(n, dtype=torch.float64).unsqueeze(0)  # one row per neuron
+    xs = lo + (hi - lo) * torch.linspace(0, 1, 41, dtype=torch.float64).view(-1, 1)
+    fx = rel.fn.f(xs)
+    for theta in thetas:
+        theta = theta.to(torch.float64).expand(1, n, n)
+        for sign in (1.0, -1.0):  # +: lower line of each neuron, −: upper line
+            coeff, const = line_backward_optimised(sign * eye, rel, theta, theta)
+            slope = torch.diagonal(coeff[0]) * sign
+            icpt = const[0] * sign
+            line = slope * xs + icpt
+            if sign > 0:
+                assert (line <= fx + 1e-12).all()
+            else:
+                assert (line >= fx - 1e-12).all()
