@@ -92,6 +92,32 @@ class SpecTensors:
                            self.C[rows], self.d[rows], self.row_disjunct[rows],
                            self.disjunct_valid[rows], self.region_index[rows])
 
+    def without_proven(self, proven: Tensor) -> tuple["SpecTensors", Tensor]:
+        """The spec without the disjuncts ``proven`` ``(R, J)`` holds true for, and ``(R, K')``
+        the old position of each row kept (padding rows point at row 0).
+
+        A disjunct proven on a whole region is proven on every part of it, so branch and
+        bound need not bound its rows again: the rows of one MNIST-style spec are 9, one per
+        other label, and after the root typically one to three are open — the rest would
+        cost most of every domain's bound. Proven disjuncts become padding slots (never
+        violated, never blocking a proof); the kept rows are packed first, in their order."""
+        R, K = self.d.shape
+        J = self.num_disjuncts
+        padded = torch.cat([proven, proven.new_ones(R, 1)], dim=1)
+        keep = ~padded.gather(1, self.row_disjunct)  # (R, K), padding rows dropped
+        counts = keep.sum(dim=1)
+        k_new = max(1, int(counts.max()))
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k_new]
+        live = torch.arange(k_new, device=keep.device).unsqueeze(0) < counts.unsqueeze(1)
+        order = torch.where(live, order, torch.zeros_like(order))
+        C = self.C.gather(1, order.unsqueeze(-1).expand(-1, -1, self.C.shape[-1]))
+        C = C * live.unsqueeze(-1).to(C.dtype)
+        d = torch.where(live, self.d.gather(1, order), torch.zeros_like(self.d[:, :1]))
+        row_dj = torch.where(live, self.row_disjunct.gather(1, order),
+                             torch.full_like(order, J))
+        return SpecTensors(self.lower, self.upper, C, d, row_dj,
+                           self.disjunct_valid & ~proven, self.region_index), order
+
     def proof_margin(self, row_lower: Tensor) -> Tensor:
         """(N,) how close each example is to a proof: min over disjuncts of the best row's
         ``lower - d`` (> 0 means proven without slack)."""

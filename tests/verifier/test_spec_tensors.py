@@ -58,3 +58,44 @@ def test_proof_margin_refuses_proofs_within_rounding():
     assert st.proven_disjuncts(lb, margin=1e-5).tolist() == [[False, False]]
     lb = torch.tensor([[1e-3, -5.0, 1.01]])
     assert st.proven_disjuncts(lb, margin=1e-5).tolist() == [[True, True]]
+
+
+def _three_disjunct_spec():
+    # two regions, disjuncts of 1, 2 and 1 rows over 3 outputs
+    d0 = Disjunct(np.array([[1.0, -1.0, 0.0]]), np.array([0.0]))
+    d1 = Disjunct(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), np.array([0.0, 1.0]))
+    d2 = Disjunct(np.array([[0.0, 1.0, -1.0]]), np.array([0.5]))
+    r0 = InputRegion(np.zeros(2), np.ones(2), (d0, d1, d2))
+    r1 = InputRegion(np.ones(2), np.full(2, 2.0), (d0, d1, d2))
+    return Spec(regions=(r0, r1), num_inputs=2, num_outputs=3)
+
+
+def test_without_proven_keeps_open_rows_and_semantics():
+    """Dropping the rows of proven disjuncts: the kept rows, in order, packed first; on every
+    output the margin is the old one over the open disjuncts only."""
+    st = SpecTensors.from_spec(_three_disjunct_spec(), dtype=torch.float64)
+    proven = torch.tensor([[True, False, True], [False, True, True]])
+    new, order = st.without_proven(proven)
+    assert new.C.shape == (2, 2, 3) and order.shape == (2, 2)
+    assert order[0].tolist() == [1, 2]  # region 0: disjunct 1's two rows
+    assert order[1, 0].item() == 0  # region 1: disjunct 0's row, then padding
+    assert new.row_disjunct.tolist() == [[1, 1], [0, 3]]
+    assert torch.equal(new.C[0], st.C[0, 1:3]) and torch.equal(new.C[1, 0], st.C[1, 0])
+    assert (new.C[1, 1] == 0).all() and new.d[1, 1] == 0
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        y = torch.tensor(rng.normal(size=(2, 3)) * 2)
+        per_dj = st.disjunct_max(st.row_values(y)).masked_fill(proven, float("inf"))
+        assert torch.allclose(new.margin(y), per_dj.min(dim=1).values)
+    # the row bounds of the kept rows prove the region exactly when the open disjuncts fall
+    lb = torch.tensor([[-1.0, 0.5, -1.0, 0.0], [0.2, -1.0, -1.0, 0.0]], dtype=torch.float64)
+    assert new.proven_disjuncts(lb.gather(1, order)).all(dim=1).tolist() == [True, True]
+    lb[1, 0] = -0.1
+    assert new.proven_disjuncts(lb.gather(1, order)).all(dim=1).tolist() == [True, False]
+
+
+def test_without_proven_everything_proven_is_one_padding_row():
+    st = SpecTensors.from_spec(_three_disjunct_spec(), regions=[0], dtype=torch.float64)
+    new, order = st.without_proven(torch.ones(1, 3, dtype=torch.bool))
+    assert new.C.shape == (1, 1, 3) and new.row_disjunct.tolist() == [[3]]
+    assert new.proven_disjuncts(torch.full((1, 1), -9.0, dtype=torch.float64)).all()

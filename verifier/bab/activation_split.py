@@ -353,22 +353,42 @@ def _root(search: _Search, root_alphas: dict | None, store: DomainStore):
     if cex is not None:
         return cex
     lo, hi = lay.root_compact(st.lower)
-    roots = DomainBatch(lo, hi, torch.zeros(lo.shape, dtype=torch.int8, device=lo.device),
-                        st.d.new_full(st.d.shape, float("-inf")),
-                        st.d.new_full((R,), float("-inf")), region,
-                        torch.zeros(R, dtype=torch.int32, device=lo.device))
     inter = lay.full_bounds(lo, hi, region)
     t = time.monotonic()
     opts = search.options(max(search.config.iterations, 20),
                           lr=search.config.lr_alpha if root_alphas else ROOT_ALPHA_LR)
     res = compute_bounds(search.graph, st.lower, st.upper, st.C, "alpha-crown", alpha=opts,
                          intermediate=inter, deadline=search.deadline, alpha_init=root_alphas)
-    search.root_alphas = res.alphas
     search.stats.bound_seconds += time.monotonic() - t
+    # from here on, only the rows of disjuncts the root left open are bounded
+    st, order = st.without_proven(st.proven_disjuncts(res.lower, search.margin))
+    search.spec = st
+    res.lower = res.lower.gather(1, order)
+    res.alphas = _select_rows(res.alphas, order)
+    search.root_alphas = res.alphas
+    roots = DomainBatch(lo, hi, torch.zeros(lo.shape, dtype=torch.int8, device=lo.device),
+                        st.d.new_full(st.d.shape, float("-inf")),
+                        st.d.new_full((R,), float("-inf")), region,
+                        torch.zeros(R, dtype=torch.int32, device=lo.device))
     roots = _with_bounds(roots, st, res, lay, keep_warm=True)
     keep = ~_proven(st, region, roots.row_lower, search.margin)
     store.push(roots.take(keep.nonzero().flatten()))
     return None
+
+
+def _select_rows(alphas: dict | None, order: Tensor) -> dict | None:
+    """The final slopes of ``alphas`` (``{relu: {"final": (R, K, *shape)}}``) at the rows
+    ``order`` ``(R, K')``; intermediate slopes (unused by the search) are dropped."""
+    if not alphas:
+        return alphas
+    out = {}
+    for name, entry in alphas.items():
+        a = entry.get("final")
+        if a is None or a.shape[0] != order.shape[0]:
+            continue
+        idx = order.view(*order.shape, *([1] * (a.dim() - 2))).expand(-1, -1, *a.shape[2:])
+        out[name] = {"final": a.gather(1, idx), "intermediate": {}}
+    return out
 
 
 def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Mapping[str, Interval],
