@@ -120,6 +120,7 @@ class _Stats:
     exact_lp: int = 0  # fully split domains sent to the exact LP
     undecided: int = 0  # fully split domains neither proven nor falsified
     refined_dropped: int = 0  # open domains emptied by the MIP-refined root bounds
+    rows_dropped: int = 0  # spec rows no longer bounded (disjunct proven in every open domain)
 
 
 @dataclass
@@ -376,6 +377,35 @@ def _root(search: _Search, root_alphas: dict | None, store: DomainStore):
     return None
 
 
+def _drop_proven_rows(search: _Search, store: DomainStore) -> None:
+    """Between rounds: stop bounding the rows of disjuncts proven in every open domain of
+    their region (each later domain lies inside one of them, so they stay proven there).
+    Cheap: one reduction over the store's row bounds; changes anything only when a row goes."""
+    st = search.spec
+    n = len(store)
+    if n == 0 or st.C.shape[1] <= 1:
+        return
+    region = store.regions()
+    proven = st.take(region).proven_disjuncts(store.row_lowers(), search.margin)  # (n, J)
+    everywhere = torch.ones((st.num_regions, st.num_disjuncts), dtype=torch.int8,
+                            device=proven.device)
+    everywhere = everywhere.scatter_reduce(0, region.unsqueeze(1).expand_as(proven),
+                                           proven.to(torch.int8), reduce="amin").bool()
+    newly = everywhere & st.disjunct_valid
+    if not bool(newly.any()):
+        return
+    new, order = st.without_proven(newly)
+    if new.C.shape[1] == st.C.shape[1]:
+        return  # (the rows went to padding of another region's width: nothing to gain)
+    search.spec = new
+    store.select_rows(order)
+    search.root_alphas = _select_rows(search.root_alphas, order)
+    if search.mu_root is not None:
+        search.mu_root = search.mu_root.gather(
+            1, order.unsqueeze(-1).expand(-1, -1, search.mu_root.shape[-1]))
+    search.stats.rows_dropped += st.C.shape[1] - new.C.shape[1]
+
+
 def _select_rows(alphas: dict | None, order: Tensor) -> dict | None:
     """The final slopes of ``alphas`` (``{relu: {"final": (R, K, *shape)}}``) at the rows
     ``order`` ``(R, K')``; intermediate slopes (unused by the search) are dropped."""
@@ -457,6 +487,7 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
                     return outcome(verdict, cex, message="decided with the MIP worker")
             if len(store) > config.max_domains:
                 return outcome("unknown", message=f"more than {config.max_domains} domains")
+            _drop_proven_rows(search, store)
             s = _splits_per_domain(len(store), sizer.size)
             parents = store.pop(max(1, sizer.size >> s))
             t_round, visited = time.monotonic(), search.stats.visited

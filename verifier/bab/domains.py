@@ -178,6 +178,10 @@ class NeuronLayout:
                          dim=2)
 
 
+#: the fields of a domain that hold one entry per spec row (dimension 1)
+ROW_FIELDS = ("row_lower", "alpha", "beta", "mu")
+
+
 @dataclass
 class DomainBatch:
     """A batch of domains (see the module docstring for the fields)."""
@@ -275,6 +279,13 @@ class DomainStore:
     def scores(self) -> Tensor:
         return self._data["score"][:self._size]
 
+    def regions(self) -> Tensor:
+        return self._data["region"][:self._size]
+
+    def row_lowers(self) -> Tensor:
+        """``(n, K)`` the open domains' lower bounds per spec row."""
+        return self._data["row_lower"][:self._size]
+
     def push(self, batch: DomainBatch) -> None:
         n = len(batch)
         if n == 0:
@@ -346,6 +357,24 @@ class DomainStore:
                     t[:keep.numel()] = t[keep]
             self._size = keep.numel()
         return dropped
+
+    def select_rows(self, order: Tensor) -> None:
+        """Keep, in every open domain, only the spec rows ``order[region]`` (``order``:
+        ``(R, K')`` old row positions per region, see ``SpecTensors.without_proven``): the
+        search no longer bounds rows of disjuncts proven in every open domain."""
+        if not self._data:
+            return
+        n = self._size
+        idx = order[self._data["region"][:n]]  # (n, K')
+        for name in ROW_FIELDS:
+            t = self._data.get(name)
+            if t is None:
+                continue
+            new = t.new_zeros((t.shape[0], idx.shape[1], *t.shape[2:]))
+            if n:
+                g = idx.view(n, -1, *([1] * (t.dim() - 2))).expand(n, -1, *t.shape[2:])
+                new[:n] = t[:n].gather(1, g)
+            self._data[name] = new
 
     def drop_warm_starts(self) -> None:
         """Forget every stored slope and multiplier (memory pressure), now and for later

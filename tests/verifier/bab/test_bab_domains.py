@@ -179,3 +179,27 @@ def test_cut_multipliers_travel_with_domains_and_reset_with_the_cut_set() -> Non
     assert torch.equal(by_score[-3.0], torch.full((2, 3), 0.75, dtype=torch.float16))
     assert torch.equal(by_score[-1.0], mu_root[0].half())
     assert torch.equal(by_score[-5.0], torch.zeros(2, 3, dtype=torch.float16))
+
+
+def test_select_rows_keeps_each_regions_rows_in_every_per_row_field() -> None:
+    """Dropping spec rows between rounds: every open domain keeps the rows its region's
+    ``order`` names, in row bounds and warm starts alike; the rest of a domain is untouched."""
+    store = DomainStore()
+    b = batch([-1.0, -2.0, -3.0], K=3)
+    b.row_lower = torch.arange(9.0).view(3, 3)
+    b.mu = torch.arange(18.0).view(3, 3, 2)
+    store.push(b)
+    order = torch.tensor([[2, 0], [1, 1]])  # region 0 keeps rows 2, 0; region 1 row 1 (+pad)
+    store.select_rows(order)
+    got = store.pop(3)
+    assert got.row_lower.shape == (3, 2) and got.alpha.shape == (3, 2, 4)
+    by_score = {float(s): i for i, s in enumerate(got.score)}
+    for j, s in enumerate([-1.0, -2.0, -3.0]):  # regions 0, 1, 0
+        i = by_score[s]
+        rows = order[j % 2]
+        assert torch.equal(got.row_lower[i], b.row_lower[j][rows])
+        assert torch.equal(got.alpha[i], b.alpha[j][rows].half())
+        assert torch.equal(got.mu[i], b.mu[j][rows].half())
+        assert torch.equal(got.lower[i], b.lower[j])
+    store.push(batch([-4.0], K=2))  # later pushes carry the new width
+    assert store.pop(1).row_lower.shape == (1, 2)
