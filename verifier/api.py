@@ -285,7 +285,8 @@ class _InstanceRun:
         self.stats.update(bab_mode=mode, bab_domains=out.domains_visited,
                           bab_domains_per_second=out.domains_per_second,
                           bab_bound_seconds=out.bound_seconds,
-                          bab_worst_margin=out.worst_margin)
+                          bab_worst_margin=out.worst_margin,
+                          bab_rows_dropped=out.rows_dropped)
         if out.row_lower is not None:
             self.stats["bab_open_row_lower"] = out.row_lower
         self.log(f"bab: {out.verdict} after {out.domains_visited} domain(s), "

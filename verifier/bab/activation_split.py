@@ -120,7 +120,7 @@ class _Stats:
     exact_lp: int = 0  # fully split domains sent to the exact LP
     undecided: int = 0  # fully split domains neither proven nor falsified
     refined_dropped: int = 0  # open domains emptied by the MIP-refined root bounds
-    rows_dropped: int = 0  # spec rows no longer bounded (disjunct proven in every open domain)
+    rows_dropped: int = 0  # spec rows no longer bounded (see BabOutcome.rows_dropped)
 
 
 @dataclass
@@ -362,8 +362,10 @@ def _root(search: _Search, root_alphas: dict | None, store: DomainStore):
                          intermediate=inter, deadline=search.deadline, alpha_init=root_alphas)
     search.stats.bound_seconds += time.monotonic() - t
     # from here on, only the rows of disjuncts the root left open are bounded
+    rows = st.C.shape[1]
     st, order = st.without_proven(st.proven_disjuncts(res.lower, search.margin))
     search.spec = st
+    search.stats.rows_dropped += rows - st.C.shape[1]
     res.lower = res.lower.gather(1, order)
     res.alphas = _select_rows(res.alphas, order)
     search.root_alphas = res.alphas
@@ -469,7 +471,8 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
         rows = store.row_lower_min()
         return BabOutcome(verdict, cex, search.stats.visited, time.monotonic() - t0,
                           search.stats.bound_seconds, store.worst_score(), message,
-                          None if rows is None else [float(v) for v in rows])
+                          None if rows is None else [float(v) for v in rows],
+                          search.stats.rows_dropped)
 
     try:
         cex = _root(search, root_alphas, store)

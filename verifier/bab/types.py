@@ -41,6 +41,9 @@ class BabOutcome:
     # per spec row, the lowest lower bound of ``C·y`` over the domains still open when the
     # search ended (empty when none was open): the global bound an unproven run reached
     row_lower: list[float] | None = None
+    # spec rows the search stopped bounding (their disjunct proven at the root, or later in
+    # every open domain)
+    rows_dropped: int = 0
 
     @property
     def domains_per_second(self) -> float:

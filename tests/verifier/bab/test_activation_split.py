@@ -253,6 +253,28 @@ def test_robustness_disjuncts_and_several_regions() -> None:
     assert out.verdict == "sat" and out.counterexample.region == 1, out
 
 
+def test_rows_of_proven_disjuncts_are_dropped_and_verdicts_kept() -> None:
+    """A disjunct with a threshold far below its minimum is proven at the root: its row is no
+    longer bounded (``rows_dropped``), and the verdicts on the hard disjuncts stand."""
+    graph = fc_graph(11, [3, 7, 6, 3])
+    g = torch.Generator().manual_seed(11)
+    xl = torch.rand(1, 3, generator=g, dtype=D) - 0.5
+    xu = xl + 1.2
+    C = torch.zeros(1, 3, 3, dtype=D)
+    C[:, 0, 0], C[:, 0, 1], C[:, 1, 0], C[:, 1, 2], C[:, 2, 1], C[:, 2, 2] = 1, -1, 1, -1, 1, -1
+    mins = np.array([[exact_minimum(graph, xl[0].numpy(), xu[0].numpy(),
+                                    C[0, k:k + 1].numpy(), np.zeros(1))[0] for k in range(3)]])
+    rd = torch.tensor([[0, 1, 2]])
+    gap = 0.03 * np.maximum(1.0, np.abs(mins))
+    d = torch.from_numpy(mins - gap)
+    d[0, 2] = float(mins[0, 2] - 100 * max(1.0, abs(mins[0, 2])))  # easy: proven by the root
+    out = run(graph, make_spec(xl, xu, C, d, rd))
+    assert out.verdict == "unsat" and out.rows_dropped >= 1, out
+    d[0, 0] = float(mins[0, 0] + gap[0, 0])  # a hard disjunct violated
+    out = run(graph, make_spec(xl, xu, C, d, rd))
+    assert out.verdict == "sat" and out.rows_dropped >= 1, out
+
+
 def test_conjunction_of_rows_in_one_disjunct() -> None:
     """A disjunct with two rows is violated only where both hold: per-row bounds can miss
     that, the fully split exact LP cannot."""
