@@ -23,6 +23,13 @@ from planecut.vnnlib.spec import Spec
 Tensor = torch.Tensor
 
 
+def gather_rows(t: Tensor, order: Tensor) -> Tensor:
+    """``t`` ``(N, K, *rest)`` at the rows ``order`` ``(N, K')`` of each example: how every
+    per-row tensor (bounds, slopes, multipliers, ``C``) follows a change of spec rows."""
+    idx = order.view(*order.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:])
+    return t.gather(1, idx)
+
+
 @dataclass
 class SpecTensors:
     """Regions of a spec (or a subset of them) as padded tensors.
@@ -110,8 +117,7 @@ class SpecTensors:
         order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k_new]
         live = torch.arange(k_new, device=keep.device).unsqueeze(0) < counts.unsqueeze(1)
         order = torch.where(live, order, torch.zeros_like(order))
-        C = self.C.gather(1, order.unsqueeze(-1).expand(-1, -1, self.C.shape[-1]))
-        C = C * live.unsqueeze(-1).to(C.dtype)
+        C = gather_rows(self.C, order) * live.unsqueeze(-1).to(self.C.dtype)
         d = torch.where(live, self.d.gather(1, order), torch.zeros_like(self.d[:, :1]))
         row_dj = torch.where(live, self.row_disjunct.gather(1, order),
                              torch.full_like(order, J))

@@ -66,7 +66,7 @@ from planecut.verifier.bab.types import BabOutcome, BabProgress, Confirm, Progre
 from planecut.verifier.bounds import CUT_KEY, AlphaOptions, BoundResult, CutTerms, compute_bounds
 from planecut.verifier.config import BabConfig
 from planecut.verifier.graph.ir import Graph
-from planecut.verifier.spec_tensors import SpecTensors
+from planecut.verifier.spec_tensors import SpecTensors, gather_rows
 
 Tensor = torch.Tensor
 Interval = tuple[Tensor, Tensor]
@@ -366,7 +366,7 @@ def _root(search: _Search, root_alphas: dict | None, store: DomainStore):
     st, order = st.without_proven(st.proven_disjuncts(res.lower, search.margin))
     search.spec = st
     search.stats.rows_dropped += rows - st.C.shape[1]
-    res.lower = res.lower.gather(1, order)
+    res.lower = gather_rows(res.lower, order)
     res.alphas = _select_rows(res.alphas, order)
     search.root_alphas = res.alphas
     roots = DomainBatch(lo, hi, torch.zeros(lo.shape, dtype=torch.int8, device=lo.device),
@@ -403,8 +403,7 @@ def _drop_proven_rows(search: _Search, store: DomainStore) -> None:
     store.select_rows(order)
     search.root_alphas = _select_rows(search.root_alphas, order)
     if search.mu_root is not None:
-        search.mu_root = search.mu_root.gather(
-            1, order.unsqueeze(-1).expand(-1, -1, search.mu_root.shape[-1]))
+        search.mu_root = gather_rows(search.mu_root, order)
     search.stats.rows_dropped += st.C.shape[1] - new.C.shape[1]
 
 
@@ -418,8 +417,7 @@ def _select_rows(alphas: dict | None, order: Tensor) -> dict | None:
         a = entry.get("final")
         if a is None or a.shape[0] != order.shape[0]:
             continue
-        idx = order.view(*order.shape, *([1] * (a.dim() - 2))).expand(-1, -1, *a.shape[2:])
-        out[name] = {"final": a.gather(1, idx), "intermediate": {}}
+        out[name] = {"final": gather_rows(a, order), "intermediate": {}}
     return out
 
 

@@ -37,6 +37,7 @@ from typing import Mapping
 import torch
 
 from planecut.verifier.graph.ir import Graph
+from planecut.verifier.spec_tensors import gather_rows
 
 Tensor = torch.Tensor
 Interval = tuple[Tensor, Tensor]
@@ -372,8 +373,7 @@ class DomainStore:
                 continue
             new = t.new_zeros((t.shape[0], idx.shape[1], *t.shape[2:]))
             if n:
-                g = idx.view(n, -1, *([1] * (t.dim() - 2))).expand(n, -1, *t.shape[2:])
-                new[:n] = t[:n].gather(1, g)
+                new[:n] = gather_rows(t[:n], idx)
             self._data[name] = new
 
     def drop_warm_starts(self) -> None:
