@@ -21,7 +21,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -43,8 +43,8 @@ class RefinedBounds:
     name: str  # IR name of the ReLU node
     lower: np.ndarray
     upper: np.ndarray
-    solved: int  # neurons tightened (each one or two solves)
-    improved: int  # neurons whose interval shrank
+    solved: int  # neurons tightened (each one or two solves) since the layer's last report
+    improved: int  # of those, neurons whose interval shrank
     elapsed: float
 
 
@@ -62,50 +62,52 @@ def truncated(enc: NetworkEncoding, k: int) -> NetworkEncoding:
     return dataclasses.replace(enc, layers=enc.layers[:k], out_maps=L.maps, out_bias=L.bias)
 
 
-def _solver(backend: str) -> Callable[[MilpModel, float], float]:
-    """``solve(model, seconds) -> sound lower bound on its optimum`` (−inf when none)."""
+def _layer_solver(backend: str, base: MilpModel
+                  ) -> Callable[[np.ndarray, float, float, float | None], float]:
+    """``solve(obj, const, seconds, stop_at) -> sound lower bound on min obj·v + const``
+    (−inf when none; ``stop_at``: the solve may end once its bound reaches it) over the
+    constraints of ``base``. SCIP keeps one model per layer (see :class:`ScipObjectives`);
+    HiGHS builds one per solve."""
     if backend == "highs":
         from .backends.highs import solve_highs
 
-        def solve(model: MilpModel, seconds: float) -> float:
-            res = solve_highs(model, time_limit=seconds)
-            return res.bound if res.status != "infeasible" else -math.inf
+        def solve(obj: np.ndarray, const: float, seconds: float, stop_at: float | None) -> float:
+            res = solve_highs(dataclasses.replace(base, obj=obj, obj_const=const),
+                              time_limit=seconds)
+            return res.bound if res.status != "infeasible" else math.inf
         return solve
     if backend == "scip":
-        from .backends.scip import solve_scip
+        from .backends.scip import ScipObjectives
 
-        def solve(model: MilpModel, seconds: float) -> float:
-            res = solve_scip(model, time_limit=seconds)
-            return res.dual if res.status != "infeasible" else -math.inf
-        return solve
+        model = ScipObjectives(base)
+        return model.minimise
     raise ValueError(f"unknown refinement backend {backend!r} (highs, scip)")
 
 
-def _with_objective(model: MilpModel, enc: NetworkEncoding, row: np.ndarray) -> MilpModel:
-    """``model`` minimising ``row · z_k`` (``row`` over layer ``k``'s pre-activations): the
-    constraints are built once per layer, only the objective changes per neuron."""
-    obj, const = row_objective(enc, model.layout, row, 0.0)
-    return dataclasses.replace(model, obj=obj, obj_const=const)
-
-
-def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float = 1.0,
+def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float = 0.6,
                   max_per_layer: int = 32, backend: str = "scip",
                   should_stop: Callable[[], bool] = lambda: False,
-                  on_layer: Callable[[RefinedBounds], None] | None = None
-                  ) -> NetworkEncoding:
+                  on_layer: Callable[[RefinedBounds], None] | None = None,
+                  priority: Mapping[int, np.ndarray] | None = None,
+                  flush_seconds: float = 6.0) -> NetworkEncoding:
     """Tighten the bounds of ``enc``'s ReLU layers 1, 2, ... (see the module doc) for at most
     ``seconds``; returns the encoding with the refined bounds (``enc`` is not modified).
 
-    Each layer gets an equal share of the time left; in it, up to ``max_per_layer`` unstable
-    neurons, widest first, each with one solve per side of at most ``solve_seconds``.
-    ``on_layer`` receives each layer's result as soon as it is done.
+    Layer ``k`` gets a share ``1/k²`` (normalised over the layers left) of the time left: a
+    tighter early layer tightens every later one, and on mnist 256x6 prop_3 nine neurons of
+    the second ReLU layer raised the root's bound from −15.3 to −5.3 where as many of the
+    third reached −13.4 (``1/k`` left the search at −2.2 after 60 s, ``1/k²`` at −1.5). In a layer, up to ``max_per_layer`` unstable neurons, by
+    ``priority[k]`` (higher first; default :func:`refine_order`), each with one solve per side
+    of at most ``solve_seconds`` that ends early once the neuron is proven stable.
+    ``on_layer`` receives each layer's result as soon as it is done, and a layer still going
+    after ``flush_seconds`` (since its start or last report) what it has so far: the search
+    restarts from a better root each time, sooner than at the layer's end.
 
     The default backend is SCIP: on mnist 256x6 prop_3 (second ReLU layer) it had a bound after
     1 s (e.g. −11.2 → −8.5) where HiGHS had none before about 1 s and needed 2 s for a similar
     one; neither returns anything useful within 0.5 s (presolve and the root LP come first)."""
     t0 = time.monotonic()
     end = t0 + max(0.0, seconds)
-    solve = _solver(backend)
     layers = list(enc.layers)
     for k in range(1, len(layers)):
         if should_stop() or time.monotonic() >= end:
@@ -114,15 +116,33 @@ def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float 
         lower, upper = L.lower.copy(), L.upper.copy()
         part = dataclasses.replace(enc, layers=layers)
         tr = truncated(part, k)
-        order = refine_order(lower, upper)[:max_per_layer]
+        order = refine_order(lower, upper)
+        if priority is not None and k in priority:
+            score = np.asarray(priority[k], dtype=np.float64)[order]
+            order = order[np.argsort(-score, kind="stable")]
+        order = order[:max_per_layer]
         if order.size == 0:
             continue
+        share = (1.0 / k**2) / sum(1.0 / j**2 for j in range(k, len(layers)))
+        layer_end = time.monotonic() + (end - time.monotonic()) * share
         base = build_milp(tr, np.zeros((1, L.size)), np.zeros(1))
-        layer_end = time.monotonic() + (end - time.monotonic()) / (len(layers) - k)
+        solve = _layer_solver(backend, base)
         solved = improved = 0
+        last_flush = time.monotonic()
+
+        def report() -> None:
+            nonlocal solved, improved, last_flush
+            if on_layer is not None and solved:
+                on_layer(RefinedBounds(k, L.name, lower.copy(), np.maximum(upper, lower),
+                                       solved, improved, time.monotonic() - t0))
+            solved = improved = 0
+            last_flush = time.monotonic()
+
         for j in order:
             if should_stop() or time.monotonic() >= layer_end:
                 break
+            if improved and time.monotonic() - last_flush >= flush_seconds:
+                report()
             row = np.zeros(L.size)
             row[j] = 1.0
             before = upper[j] - lower[j]
@@ -130,7 +150,9 @@ def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float 
                 left = layer_end - time.monotonic()
                 if left <= 0.02:
                     break
-                b = solve(_with_objective(base, tr, sign * row), min(solve_seconds, left))
+                obj, const = row_objective(tr, base.layout, sign * row, 0.0)
+                obj = np.pad(obj, (0, base.n_vars - obj.size))
+                b = solve(obj, const, min(solve_seconds, left), 0.0)
                 if not math.isfinite(b):
                     continue
                 b -= REFINE_MARGIN * (1.0 + abs(b))
@@ -144,7 +166,5 @@ def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float 
             improved += int(upper[j] - lower[j] < before)
         upper = np.maximum(upper, lower)  # (a margin never crosses; keep the interval valid)
         layers[k] = dataclasses.replace(L, lower=lower, upper=upper)
-        if on_layer is not None and solved:
-            on_layer(RefinedBounds(k, L.name, lower.copy(), upper.copy(), solved, improved,
-                                   time.monotonic() - t0))
+        report()
     return dataclasses.replace(enc, layers=layers)

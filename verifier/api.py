@@ -286,11 +286,13 @@ class _InstanceRun:
                           bab_domains_per_second=out.domains_per_second,
                           bab_bound_seconds=out.bound_seconds,
                           bab_worst_margin=out.worst_margin,
-                          bab_rows_dropped=out.rows_dropped)
+                          bab_rows_dropped=out.rows_dropped, bab_reroots=out.reroots)
         if out.row_lower is not None:
             self.stats["bab_open_row_lower"] = out.row_lower
         self.log(f"bab: {out.verdict} after {out.domains_visited} domain(s), "
-                 f"{out.domains_per_second:.0f} domains/s{' (' + out.message + ')' if out.message else ''}")
+                 f"{out.domains_per_second:.0f} domains/s"
+                 f"{f', {out.reroots} restart(s) from MIP-refined roots' if out.reroots else ''}"
+                 f"{' (' + out.message + ')' if out.message else ''}")
         if out.verdict == "sat":
             return self._result("sat", out.counterexample)
         if out.verdict in ("unsat", "timeout"):

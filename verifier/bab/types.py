@@ -44,6 +44,8 @@ class BabOutcome:
     # spec rows the search stopped bounding (their disjunct proven at the root, or later in
     # every open domain)
     rows_dropped: int = 0
+    # times the search started over from a root re-bounded with MIP-refined layers
+    reroots: int = 0
 
     @property
     def domains_per_second(self) -> float:

@@ -463,3 +463,60 @@ def test_round_size_adapts_to_the_measured_rate() -> None:
     fixed = act._BatchSizer(300, round_seconds=None)
     fixed.observe(100.0, 1)
     assert fixed.size == 300
+
+
+class _RefinedOnly:
+    """The part of a CutSource the search reads between rounds, with refined layers only
+    (the worker process that produces them is tested in tests/mip_cuts/test_refine.py)."""
+
+    terms = None
+
+    def __init__(self, refined: list) -> None:
+        self.pending = refined
+
+    def candidates(self) -> list:
+        return []
+
+    def proved(self) -> bool:
+        return False
+
+    def poll(self) -> bool:
+        return False
+
+    def refined(self) -> list:
+        out, self.pending = self.pending, []
+        return out
+
+
+@pytest.mark.parametrize("side", ["unsat", "sat"])
+def test_search_restarts_from_a_root_with_mip_refined_layers(side) -> None:
+    """Refined layers (SCIP, exact given the time) re-bound the root, whose later layers are
+    recomputed: the search starts over from it when its bound is better, and the verdict
+    still matches the exhaustive ground truth on both sides."""
+    from planecut.mip_cuts.encoding import encode_network
+    from planecut.mip_cuts.refine import refine_bounds
+
+    graph = fc_graph(21, [3, 12, 12, 12, 2])
+    xl, xu, c, m = single_row_problem(graph, 21, 2.0)
+    d = m + (-0.05 if side == "unsat" else 0.05) * max(1.0, abs(m))
+    spec = make_spec(xl, xu, c, torch.tensor([[d]], dtype=D), torch.zeros(1, 1, dtype=torch.long))
+    root = compute_bounds(graph, xl, xu, c, "alpha-crown")
+    enc = encode_network(graph, xl[0].numpy(), xu[0].numpy(),
+                         {k: (lo.numpy(), hi.numpy()) for k, (lo, hi) in root.intermediate.items()})
+    refined: list = []
+    refine_bounds(enc, 30.0, solve_seconds=5.0, max_per_layer=64, on_layer=refined.append)
+    assert refined and any(rb.improved for rb in refined)
+    new = {k: (lo.clone(), hi.clone()) for k, (lo, hi) in root.intermediate.items()}
+    for rb in refined:  # the root with the refined layers, later ones recomputed
+        lo, hi = new[rb.name]
+        new[rb.name] = (torch.maximum(lo, torch.as_tensor(rb.lower).view_as(lo)),
+                        torch.minimum(hi, torch.as_tensor(rb.upper).view_as(hi)))
+    better = compute_bounds(graph, xl, xu, c, "alpha-crown", intermediate={
+        rb.name: new[rb.name] for rb in refined[:1]})
+    out = activation_split_bab(graph, spec, root.intermediate,
+                               config=BabConfig(batch_size=16, iterations=20),
+                               deadline=time.monotonic() + 60, confirm=checker(graph, spec),
+                               cut_source=_RefinedOnly(refined))
+    assert out.verdict == side
+    if side == "unsat" and float(better.lower.min()) > float(root.lower.min()) + 1e-6:
+        assert out.reroots >= 1
