@@ -83,6 +83,7 @@ class CutJob:
     # as a :class:`RefinedBounds`, and the cut MILPs use the refined bounds
     refine_s: float = 0.0
     refine_solve_s: float = 0.6
+    refine_threads: int = 1  # SCIP solves at once while refining (threads of the worker)
 
 
 @dataclass
@@ -113,6 +114,13 @@ class MipVerdict:
     x: np.ndarray | None
     elapsed: float
     solver_status: str = ""
+
+
+@dataclass
+class RefineFinished:
+    """The worker's bound refinement is over (its time spent, or every layer done)."""
+
+    elapsed: float
 
 
 @dataclass
@@ -184,8 +192,10 @@ def _run(job: CutJob, out: "mp.Queue", stop, t0: float) -> None:
         t_ref = time.monotonic()
         enc = refine_bounds(enc, min(job.refine_s, job.time_limit - (t_ref - t0)),
                             solve_seconds=job.refine_solve_s, should_stop=stop.is_set,
+                            threads=job.refine_threads,
                             on_layer=on_layer)
         refined["refine_s"] = time.monotonic() - t_ref
+        out.put(RefineFinished(time.monotonic() - t0))
     rng = np.random.default_rng(job.seed)
     X = sample_inputs(enc, job.samples, rng)
     incumbents: list[np.ndarray] = []
@@ -277,6 +287,7 @@ class CutWorker:
         self._stop: Any = None
         self.incumbents: list[Incumbent] = []
         self.refined: list[RefinedBounds] = []  # in arrival order (consumers keep a cursor)
+        self.refine_finished = False
         self.verdicts: dict[int, MipVerdict] = {}
         self.batches = 0
         self.cuts_received = 0
@@ -354,6 +365,8 @@ class CutWorker:
             self.incumbents.append(msg)
         elif isinstance(msg, RefinedBounds):
             self.refined.append(msg)
+        elif isinstance(msg, RefineFinished):
+            self.refine_finished = True
         elif isinstance(msg, MipVerdict):
             self.verdicts[msg.objective] = msg
         elif isinstance(msg, WorkerDone):

@@ -276,7 +276,9 @@ class _InstanceRun:
                                            cut_source=source,
                                            root_alphas=self._root_alphas.get(unproven[0])
                                            if len(unproven) == 1 else None,
-                                           cut_refresh_seconds=self.config.cuts.refresh_seconds)
+                                           cut_refresh_seconds=self.config.cuts.refresh_seconds,
+                                           refine_pause_after=self.config.cuts.refine_pause_after
+                                           if self.config.cuts.refine_fraction > 0 else None)
             finally:
                 if source is not None:  # past the deadline there is no time for niceties
                     source.stop(grace=min(0.8, max(0.05, self.deadline - time.monotonic())))
@@ -418,7 +420,8 @@ class _InstanceRun:
         refine_s = ccfg.refine_fraction * seconds if dense else 0.0
         try:
             source.start(region.lower, region.upper, root, disjuncts, seconds, ccfg.samples,
-                         refine_s=refine_s, refine_solve_s=ccfg.refine_solve_seconds)
+                         refine_s=refine_s, refine_solve_s=ccfg.refine_solve_seconds,
+                         refine_threads=ccfg.refine_threads or (os.cpu_count() or 1))
         except Exception as exc:  # the search goes on without cuts
             self.log(f"cuts: could not start the MIP worker ({type(exc).__name__}: {exc})")
             return None

@@ -98,6 +98,12 @@ class CutsConfig:
     # planecut.mip_cuts.refine)
     refine_fraction: float = 0.0
     refine_solve_seconds: float = 0.6
+    # SCIP solves at once while refining, as threads of the worker (0: one per CPU core; the
+    # search's own thread shares the cores meanwhile)
+    refine_threads: int = 0
+    # with refinement on: after this many seconds of search, the search waits while the
+    # worker refines (its threads get every core) and goes on from the roots it gives
+    refine_pause_after: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -148,9 +154,11 @@ class VerifierConfig:
         if self.cuts.mode not in ("off", "mip", "auto"):
             raise ConfigError(f"cuts.mode must be off, mip (or on) or auto, not "
                               f"{self.cuts.mode!r}")
-        if not 0 <= self.cuts.refine_fraction < 1 or self.cuts.refine_solve_seconds <= 0:
-            raise ConfigError("cuts.refine_fraction must be in [0, 1) and "
-                              "cuts.refine_solve_seconds > 0")
+        if not 0 <= self.cuts.refine_fraction < 1 or self.cuts.refine_solve_seconds <= 0 \
+                or self.cuts.refine_threads < 0 or self.cuts.refine_pause_after < 0:
+            raise ConfigError("cuts.refine_fraction must be in [0, 1), "
+                              "cuts.refine_solve_seconds > 0, cuts.refine_threads >= 0 and "
+                              "cuts.refine_pause_after >= 0")
         if self.bab.batch_size < 1:
             raise ConfigError("bab.batch_size must be >= 1")
         if self.attack.restarts < 1 or self.attack.steps < 0:

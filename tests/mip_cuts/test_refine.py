@@ -108,14 +108,17 @@ def test_one_scip_model_minimises_objective_after_objective(fc_net):
         assert abs(got - want) <= 1e-5 * (1 + abs(want)), (got, want)
 
 
-def test_a_long_layer_reports_what_it_has_so_far(fc_net):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_long_layer_reports_what_it_has_so_far(fc_net, threads):
     """With ``flush_seconds=0`` a layer reports after each neuron that improved: several
-    reports per layer, each sound on sampled executions, their counts adding up."""
+    reports per layer, each sound on sampled executions, their counts adding up; the same
+    with two solver threads sharing the layer's neurons."""
     net = fc_net((3, 12, 12, 2), seed=4)
     xl, xu = -np.ones(3) * 2, np.ones(3) * 2
     _, enc = encode(net.path, xl, xu)
     seen: list[RefinedBounds] = []
-    new = refine_bounds(enc, 30.0, solve_seconds=5.0, flush_seconds=0.0, on_layer=seen.append)
+    new = refine_bounds(enc, 30.0, solve_seconds=5.0, flush_seconds=0.0, on_layer=seen.append,
+                        threads=threads)
     assert len(seen) > len({rb.layer for rb in seen})  # some layer reported more than once
     assert sum(rb.solved for rb in seen) == sum(
         int(np.count_nonzero(L.unstable)) for L in enc.layers[1:])

@@ -432,7 +432,8 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
                          refine_intermediate: bool = False,
                          round_seconds: float | None = 2.0,
                          cut_source: "CutSource | None" = None,
-                         cut_refresh_seconds: float = 2.0) -> BabOutcome:
+                         cut_refresh_seconds: float = 2.0,
+                         refine_pause_after: float | None = None) -> BabOutcome:
     """Prove or falsify every region of ``spec`` by splitting ReLUs (see the module doc).
 
     Args:
@@ -458,6 +459,8 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
             GCP-CROWN (at most every ``cut_refresh_seconds``) and then tighten every domain's
             bound; its own verdict (MIP proof, or a violating incumbent once confirmed) ends
             the search.
+        refine_pause_after: after this many seconds of search, wait (between rounds) while
+            ``cut_source`` refines bounds, and go on from the roots they give; None: never.
     """
     t0 = time.monotonic()
     like = spec.lower
@@ -483,6 +486,14 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
         while len(store):
             check_deadline(deadline)
             if cut_source is not None:
+                if refine_pause_after is not None and cut_source.refining() \
+                        and time.monotonic() - t0 >= refine_pause_after:
+                    # the MIP's solver threads get the cores; the search resumes from the
+                    # root their layers give once they are done (the reference's
+                    # "bab-refine" refines first; re-rooting meanwhile would only slow them)
+                    cut_source.poll()
+                    time.sleep(0.1)
+                    continue
                 store = _adopt_refined(search, cut_source, store)
                 if not len(store):
                     break
@@ -525,8 +536,10 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
 
 def _adopt_refined(search: _Search, source: "CutSource", store: DomainStore) -> DomainStore:
     """Between rounds: the MIP worker's newly refined layers (bounds that hold on the whole
-    region). The root is re-bounded with them: the refined layers and those before them
-    fixed, the later ones recomputed by alpha-CROWN (and intersected with the old root's).
+    region). The root is re-bounded with them: the first refined layer and those before it
+    fixed, the later ones recomputed by alpha-CROWN and intersected with the old root's and
+    the refined ones (which several reports at once need: a later layer's refined neurons
+    alone leave the rest of it as loose as before).
     If that root's worst bound beats the worst open domain's, the search starts over from it
     (returns a new store, ``search`` moved to the new root); else the refined layers are
     intersected into every open domain (domains they contradict are dropped).
@@ -547,16 +560,17 @@ def _adopt_refined(search: _Search, source: "CutSource", store: DomainStore) -> 
         rlo, rhi = root[rb.name]
         root[rb.name] = (torch.maximum(rlo, torch.as_tensor(rb.lower).to(rlo).reshape(rlo.shape)),
                          torch.minimum(rhi, torch.as_tensor(rb.upper).to(rhi).reshape(rhi.shape)))
-    last = max(lay.names.index(rb.name) for rb in new)
-    given = {name: root[name] for name in lay.names[:last + 1]}
+    first = min(lay.names.index(rb.name) for rb in new)
+    given = {name: root[name] for name in lay.names[:first + 1]}
+    known = {name: root[name] for name in lay.names[first + 1:]}
     t = time.monotonic()
     opts = AlphaOptions(iterations=max(search.config.iterations, 30), lr=ROOT_ALPHA_LR,
                         early_stop_patience=10)
     res = compute_bounds(search.graph, st.lower, st.upper, st.C, "alpha-crown", alpha=opts,
-                         intermediate=given, deadline=search.deadline)
+                         intermediate=given, known_bounds=known, deadline=search.deadline)
     search.stats.bound_seconds += time.monotonic() - t
     inter = dict(root)
-    for name in lay.names[last + 1:]:  # both sound: keep the tighter side of each
+    for name in lay.names[first + 1:]:  # both sound: keep the tighter side of each
         nlo, nhi = res.intermediate[name]
         olo, ohi = root[name]
         inter[name] = (torch.maximum(olo, nlo.reshape(olo.shape)),

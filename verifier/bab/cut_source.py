@@ -60,18 +60,19 @@ class CutSource:
         self._t0 = time.monotonic()
         self._seen_incumbents = 0
         self._seen_refined = 0
+        self._refine_until = 0.0
         self._seen_verdicts: set[int] = set()
 
     # ------------------------------------------------------------------ lifetime
     def start(self, x_lower: np.ndarray, x_upper: np.ndarray,
               root: Mapping[str, tuple[Tensor, Tensor]],
               disjuncts: list[tuple[np.ndarray, np.ndarray]], seconds: float,
-              samples: int = 2000, refine_s: float = 0.0, refine_solve_s: float = 1.0
-              ) -> "CutSource":
+              samples: int = 2000, refine_s: float = 0.0, refine_solve_s: float = 0.6,
+              refine_threads: int = 1) -> "CutSource":
         """Start the worker on the box with root bounds ``{relu name: (lo, hi)}`` (one region)
         and the spec's disjuncts ``(C, d)`` (solved in this order), for ``seconds`` of
         solving, the first ``refine_s`` of them tightening the root's intermediate bounds
-        (:meth:`refined`)."""
+        (:meth:`refined`) with ``refine_threads`` SCIP solves at once."""
         from planecut.mip_cuts.worker import CutJob, CutWorker
 
         inter = {k: (lo.detach().double().cpu().numpy().reshape(-1),
@@ -91,13 +92,16 @@ class CutSource:
             job = CutJob(enc, objectives, time_limit=max(0.5, seconds), samples=samples,
                          layer_names=tuple(L.pre_name for L in enc.layers),
                          layer_shapes=tuple(L.shape for L in enc.layers),
-                         refine_s=refine_s, refine_solve_s=refine_solve_s)
+                         refine_s=refine_s, refine_solve_s=refine_solve_s,
+                         refine_threads=refine_threads)
         else:
             job = CutJob(None, objectives, time_limit=max(0.5, seconds), samples=samples,
                          graph=cpu, x_lower=xl, x_upper=xu, intermediate=inter,
-                         refine_s=refine_s, refine_solve_s=refine_solve_s)
+                         refine_s=refine_s, refine_solve_s=refine_solve_s,
+                         refine_threads=refine_threads)
         self._objectives = len(disjuncts)
         self._t0 = time.monotonic()
+        self._refine_until = self._t0 + refine_s if refine_s > 0 else self._t0
         self._worker = CutWorker().start(job)
         return self
 
@@ -157,6 +161,13 @@ class CutSource:
         if ok:
             self.stats.mip_status = "proved"
         return ok
+
+    def refining(self) -> bool:
+        """The worker is still refining bounds (within its refinement time, alive). Read
+        after :meth:`poll`."""
+        w = self._worker
+        return w is not None and not w.refine_finished and not w.done and w.error is None \
+            and time.monotonic() < self._refine_until
 
     def refined(self) -> list:
         """Root intermediate bounds the worker's MIP tightened, not handed out before
