@@ -85,7 +85,7 @@ def _layer_solver(backend: str, base: MilpModel
     raise ValueError(f"unknown refinement backend {backend!r} (highs, scip)")
 
 
-def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float = 0.6,
+def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float = 0.4,
                   max_per_layer: int = 4096, backend: str = "scip",
                   should_stop: Callable[[], bool] = lambda: False,
                   on_layer: Callable[[RefinedBounds], None] | None = None,
@@ -148,8 +148,11 @@ class _LayerJob:
         self.end, self.solve_seconds, self.should_stop = end, solve_seconds, should_stop
         self.base = build_milp(tr, np.zeros((1, lower.size)), np.zeros(1))
         self.lock = threading.Lock()
-        self.solved = self.improved = 0
+        self.solved = self.improved = 0  # since the last report
         self.failure: BaseException | None = None
+        self.flush_seconds = math.inf  # (set by run)
+        self.report: Callable[[np.ndarray, np.ndarray, int, int], None] | None = None
+        self.last_flush = time.monotonic()
 
     def _next(self) -> int | None:
         with self.lock:
@@ -161,6 +164,7 @@ class _LayerJob:
         try:
             while (j := self._next()) is not None:
                 self._neuron(solve, j)
+                self._flush(due_only=True)
         except BaseException as e:  # reported by run(); the other threads go on
             self.failure = e
 
@@ -192,38 +196,36 @@ class _LayerJob:
             self.solved += 1
             self.improved += int(self.upper[j] - self.lower[j] < before)
 
+    def _flush(self, due_only: bool) -> None:
+        """Report what the layer has so far: always (``due_only=False``), or when something
+        improved and ``flush_seconds`` passed since the last report."""
+        with self.lock:
+            if due_only and not (self.improved and
+                                 time.monotonic() - self.last_flush >= self.flush_seconds):
+                return
+            lo, hi = self.lower.copy(), np.maximum(self.upper, self.lower)
+            n, m = self.solved, self.improved
+            self.solved = self.improved = 0
+            self.last_flush = time.monotonic()
+        if self.report is not None and n:
+            self.report(lo, hi, n, m)
+
     def run(self, backend: str, threads: int, flush_seconds: float,
             report: Callable[[np.ndarray, np.ndarray, int, int], None] | None) -> None:
         """Solve until the neurons or the time run out; ``report(lower, upper, solved,
         improved)`` every ``flush_seconds`` while something improved, and at the end."""
-        def flush() -> None:
-            with self.lock:
-                lo, hi = self.lower.copy(), np.maximum(self.upper, self.lower)
-                n, m = self.solved, self.improved
-                self.solved = self.improved = 0
-            if report is not None and n:
-                report(lo, hi, n, m)
-
+        self.flush_seconds, self.report = flush_seconds, report
+        self.last_flush = time.monotonic()
         solvers = [_layer_solver(backend, self.base) for _ in range(threads)]
         if threads == 1:
-            pool: list[threading.Thread] = []
-            last = time.monotonic()
-            while (j := self._next()) is not None:
-                self._neuron(solvers[0], j)
-                if self.improved and time.monotonic() - last >= flush_seconds:
-                    flush()
-                    last = time.monotonic()
+            self._work(solvers[0])
         else:
             pool = [threading.Thread(target=self._work, args=(s,), daemon=True,
                                      name=f"refine-{i}") for i, s in enumerate(solvers)]
             for t in pool:
                 t.start()
-            last = time.monotonic()
-            while any(t.is_alive() for t in pool):
-                pool[0].join(timeout=0.1)
-                if self.improved and time.monotonic() - last >= flush_seconds:
-                    flush()
-                    last = time.monotonic()
-            if self.failure is not None:
-                raise self.failure
-        flush()
+            for t in pool:
+                t.join()
+        if self.failure is not None:
+            raise self.failure
+        self._flush(due_only=False)

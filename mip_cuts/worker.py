@@ -82,7 +82,7 @@ class CutJob:
     # each solve at most ``refine_solve_s`` (see :mod:`.refine`); every refined layer is sent
     # as a :class:`RefinedBounds`, and the cut MILPs use the refined bounds
     refine_s: float = 0.0
-    refine_solve_s: float = 0.6
+    refine_solve_s: float = 0.4
     refine_threads: int = 1  # SCIP solves at once while refining (threads of the worker)
 
 

@@ -97,7 +97,7 @@ class CutsConfig:
     # (fully connected nets only; 0: off), at most refine_solve_seconds per solve (see
     # planecut.mip_cuts.refine)
     refine_fraction: float = 0.0
-    refine_solve_seconds: float = 0.6
+    refine_solve_seconds: float = 0.4
     # SCIP solves at once while refining, as threads of the worker (0: one per CPU core; the
     # search's own thread shares the cores meanwhile)
     refine_threads: int = 0

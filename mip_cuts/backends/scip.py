@@ -279,6 +279,12 @@ class ScipObjectives:
         # 0.6-0.8 s on an mnist 256-wide net's second layer before the first bound came:
         # without it the same solves reach in 0.6 s what they reached in 1 s with it
         self.scip.setParam("presolving/maxrounds", 0)
+        # only the dual bound is wanted: no primal heuristics, and fast separation. Measured on
+        # six neurons of that layer: 0.4 s solves then end tighter than 0.6 s ones did with
+        # SCIP's defaults (presolve off in both)
+        p = _import()
+        self.scip.setHeuristics(p.SCIP_PARAMSETTING.OFF)
+        self.scip.setSeparating(p.SCIP_PARAMSETTING.FAST)
         self.no_stop = self.scip.getParam("limits/dual")  # SCIP's default: never
         self.p = _import()
 

@@ -28,6 +28,9 @@ def test_yaml_overrides_nested_fields(tmp_path):
     ({"bounds": {"methods": "crown"}}, ["bounds.methods", "list"]),
     ({"attack": 3}, ["attack", "mapping"]),
     ({"bounds": {"alpha_lr_line": 0}}, ["bounds.alpha_lr_line", "> 0"]),
+    ({"cuts": {"refine_threads": -1}}, ["cuts.refine_threads", ">= 0"]),
+    ({"cuts": {"refine_pause_after": -1.0}}, ["cuts.refine_pause_after", ">= 0"]),
+    ({"cuts": {"refine_fraction": 1.0}}, ["cuts.refine_fraction", "[0, 1)"]),
 ])
 def test_bad_config_is_a_clear_error(data, words):
     with pytest.raises(ConfigError) as info:

@@ -556,7 +556,6 @@ def _adopt_refined(search: _Search, source: "CutSource", store: DomainStore) -> 
     lo, hi = lay.root_compact(st.lower)
     root = lay.full_bounds(lo, hi, region)
     for rb in new:
-        l = lay.names.index(rb.name)
         rlo, rhi = root[rb.name]
         root[rb.name] = (torch.maximum(rlo, torch.as_tensor(rb.lower).to(rlo).reshape(rlo.shape)),
                          torch.minimum(rhi, torch.as_tensor(rb.upper).to(rhi).reshape(rhi.shape)))

@@ -67,7 +67,7 @@ class CutSource:
     def start(self, x_lower: np.ndarray, x_upper: np.ndarray,
               root: Mapping[str, tuple[Tensor, Tensor]],
               disjuncts: list[tuple[np.ndarray, np.ndarray]], seconds: float,
-              samples: int = 2000, refine_s: float = 0.0, refine_solve_s: float = 0.6,
+              samples: int = 2000, refine_s: float = 0.0, refine_solve_s: float = 0.4,
               refine_threads: int = 1) -> "CutSource":
         """Start the worker on the box with root bounds ``{relu name: (lo, hi)}`` (one region)
         and the spec's disjuncts ``(C, d)`` (solved in this order), for ``seconds`` of

@@ -471,8 +471,12 @@ class _RefinedOnly:
 
     terms = None
 
-    def __init__(self, refined: list) -> None:
+    def __init__(self, refined: list, refining_for: float = 0.0) -> None:
         self.pending = refined
+        self.until = time.monotonic() + refining_for
+
+    def refining(self) -> bool:
+        return time.monotonic() < self.until
 
     def candidates(self) -> list:
         return []
@@ -520,3 +524,36 @@ def test_search_restarts_from_a_root_with_mip_refined_layers(side) -> None:
     assert out.verdict == side
     if side == "unsat" and float(better.lower.min()) > float(root.lower.min()) + 1e-6:
         assert out.reroots >= 1
+
+
+def test_search_waits_while_the_worker_refines(monkeypatch) -> None:
+    """With ``refine_pause_after=0`` no round runs while the source refines: the first one
+    starts after the refinement, from the root its layers give."""
+    from planecut.mip_cuts.encoding import encode_network
+    from planecut.mip_cuts.refine import refine_bounds
+
+    graph = fc_graph(21, [3, 12, 12, 12, 2])
+    xl, xu, c, m = single_row_problem(graph, 21, 2.0)
+    spec = make_spec(xl, xu, c, torch.tensor([[m - 0.05 * max(1.0, abs(m))]], dtype=D),
+                     torch.zeros(1, 1, dtype=torch.long))
+    root = compute_bounds(graph, xl, xu, c, "alpha-crown")
+    enc = encode_network(graph, xl[0].numpy(), xu[0].numpy(),
+                         {k: (lo.numpy(), hi.numpy()) for k, (lo, hi) in root.intermediate.items()})
+    refined: list = []
+    refine_bounds(enc, 30.0, solve_seconds=5.0, on_layer=refined.append)
+    rounds: list[float] = []
+    real_round = act._round
+
+    def timed_round(*args, **kwargs):
+        rounds.append(time.monotonic())
+        return real_round(*args, **kwargs)
+
+    monkeypatch.setattr(act, "_round", timed_round)
+    start = time.monotonic()
+    out = activation_split_bab(graph, spec, root.intermediate,
+                               config=BabConfig(batch_size=16, iterations=20),
+                               deadline=start + 60, confirm=checker(graph, spec),
+                               cut_source=_RefinedOnly(refined, refining_for=1.0),
+                               refine_pause_after=0.0)
+    assert out.verdict == "unsat"
+    assert not rounds or rounds[0] >= start + 1.0
