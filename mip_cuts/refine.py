@@ -47,6 +47,7 @@ class RefinedBounds:
     solved: int  # neurons tightened (each one or two solves) since the layer's last report
     improved: int  # of those, neurons whose interval shrank
     elapsed: float
+    final: bool = True  # the layer's last report (False: a partial one while it runs)
 
 
 def refine_order(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -129,8 +130,8 @@ def refine_bounds(enc: NetworkEncoding, seconds: float, *, solve_seconds: float 
         job = _LayerJob(truncated(part, k), L.lower.copy(), L.upper.copy(), list(order),
                         layer_end, solve_seconds, should_stop)
         job.run(backend, max(1, threads), flush_seconds,
-                lambda lo, hi, n, m: on_layer(RefinedBounds(k, L.name, lo, hi, n, m,
-                                                           time.monotonic() - t0))
+                lambda lo, hi, n, m, final: on_layer(RefinedBounds(
+                    k, L.name, lo, hi, n, m, time.monotonic() - t0, final))
                 if on_layer is not None else None)
         layers[k] = dataclasses.replace(L, lower=job.lower, upper=np.maximum(job.upper,
                                                                               job.lower))
@@ -151,8 +152,9 @@ class _LayerJob:
         self.solved = self.improved = 0  # since the last report
         self.failure: BaseException | None = None
         self.flush_seconds = math.inf  # (set by run)
-        self.report: Callable[[np.ndarray, np.ndarray, int, int], None] | None = None
+        self.report: Callable[[np.ndarray, np.ndarray, int, int, bool], None] | None = None
         self.last_flush = time.monotonic()
+        self.reported = False
 
     def _next(self) -> int | None:
         with self.lock:
@@ -207,13 +209,17 @@ class _LayerJob:
             n, m = self.solved, self.improved
             self.solved = self.improved = 0
             self.last_flush = time.monotonic()
-        if self.report is not None and n:
-            self.report(lo, hi, n, m)
+        # the final report goes out also when a partial one took the last neurons' counts
+        if self.report is not None and (n or (not due_only and self.reported)):
+            self.reported = True
+            self.report(lo, hi, n, m, not due_only)
 
     def run(self, backend: str, threads: int, flush_seconds: float,
-            report: Callable[[np.ndarray, np.ndarray, int, int], None] | None) -> None:
+            report: Callable[[np.ndarray, np.ndarray, int, int, bool], None] | None
+            ) -> None:
         """Solve until the neurons or the time run out; ``report(lower, upper, solved,
-        improved)`` every ``flush_seconds`` while something improved, and at the end."""
+        improved, final)`` every ``flush_seconds`` while something improved, and at the end
+        (``final``)."""
         self.flush_seconds, self.report = flush_seconds, report
         self.last_flush = time.monotonic()
         solvers = [_layer_solver(backend, self.base) for _ in range(threads)]

@@ -490,8 +490,13 @@ def activation_split_bab(graph: Graph, spec: SpecTensors, root_intermediate: Map
                         and time.monotonic() - t0 >= refine_pause_after:
                     # the MIP's solver threads get the cores; the search resumes from the
                     # root their layers give once they are done (the reference's
-                    # "bab-refine" refines first; re-rooting meanwhile would only slow them)
+                    # "bab-refine" refines first). Meanwhile it re-roots only when a whole
+                    # layer is done (that root may be proven already), not at partial ones
                     cut_source.poll()
+                    if cut_source.layer_finished():
+                        store = _adopt_refined(search, cut_source, store)
+                        if not len(store):
+                            break
                     time.sleep(0.1)
                     continue
                 store = _adopt_refined(search, cut_source, store)

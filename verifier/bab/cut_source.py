@@ -169,6 +169,12 @@ class CutSource:
         return w is not None and not w.refine_finished and not w.done and w.error is None \
             and time.monotonic() < self._refine_until
 
+    def layer_finished(self) -> bool:
+        """A layer's final refined bounds arrived and were not handed out yet. Read after
+        :meth:`poll`."""
+        w = self._worker
+        return w is not None and any(rb.final for rb in w.refined[self._seen_refined:])
+
     def refined(self) -> list:
         """Root intermediate bounds the worker's MIP tightened, not handed out before
         (:class:`planecut.mip_cuts.refine.RefinedBounds`, one per ReLU layer; sound for the

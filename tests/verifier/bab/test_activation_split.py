@@ -478,6 +478,9 @@ class _RefinedOnly:
     def refining(self) -> bool:
         return time.monotonic() < self.until
 
+    def layer_finished(self) -> bool:
+        return any(rb.final for rb in self.pending)
+
     def candidates(self) -> list:
         return []
 
