@@ -282,11 +282,10 @@ class ScipObjectives:
         # only the dual bound is wanted: no primal heuristics, and fast separation. Measured on
         # six neurons of that layer: 0.4 s solves then end tighter than 0.6 s ones did with
         # SCIP's defaults (presolve off in both)
-        p = _import()
-        self.scip.setHeuristics(p.SCIP_PARAMSETTING.OFF)
-        self.scip.setSeparating(p.SCIP_PARAMSETTING.FAST)
-        self.no_stop = self.scip.getParam("limits/dual")  # SCIP's default: never
         self.p = _import()
+        self.scip.setHeuristics(self.p.SCIP_PARAMSETTING.OFF)
+        self.scip.setSeparating(self.p.SCIP_PARAMSETTING.FAST)
+        self.no_stop = self.scip.getParam("limits/dual")  # SCIP's default: never
 
     def minimise(self, obj: np.ndarray, const: float, seconds: float,
                  stop_at: float | None = None) -> float:
