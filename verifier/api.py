@@ -277,8 +277,7 @@ class _InstanceRun:
                                            root_alphas=self._root_alphas.get(unproven[0])
                                            if len(unproven) == 1 else None,
                                            cut_refresh_seconds=self.config.cuts.refresh_seconds,
-                                           refine_pause_after=self.config.cuts.refine_pause_after
-                                           if self.config.cuts.refine_fraction > 0 else None)
+                                           refine_pause_after=self.config.cuts.refine_pause_after)
             finally:
                 if source is not None:  # past the deadline there is no time for niceties
                     source.stop(grace=min(0.8, max(0.05, self.deadline - time.monotonic())))
