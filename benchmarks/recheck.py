@@ -11,11 +11,12 @@ used, as everywhere in planecut.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from planecut.files import onnxruntime_model
 
 OUTPUT_RTOL = 1e-4
 OUTPUT_ATOL = 1e-4
@@ -32,11 +33,6 @@ class RecheckOutcome:
     message: str = ""
 
 
-def _read_model_bytes(path: Path) -> bytes:
-    data = Path(path).read_bytes()
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-
-
 def onnx_outputs(model: Path, x_flat: np.ndarray) -> np.ndarray:
     """Flat float64 outputs of the model's first output at flat input ``x_flat``."""
     import onnxruntime as ort
@@ -44,7 +40,7 @@ def onnx_outputs(model: Path, x_flat: np.ndarray) -> np.ndarray:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(_read_model_bytes(model), sess_options=opts,
+    sess = ort.InferenceSession(onnxruntime_model(model), sess_options=opts,
                                 providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     shape = tuple(s if isinstance(s, int) and s > 0 else 1 for s in inp.shape)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from planecut.benchmarks.instance import InstanceResult
+from planecut.benchmarks.suite import result_key
 
 COLUMNS = ["benchmark", "onnx", "vnnlib", "timeout", "verdict", "expected", "check", "seconds",
            "startup_seconds", "peak_memory_mb", "exit_code", "counterexample_ok", "error",
@@ -140,8 +141,8 @@ def _int(text: str) -> int:
 
 
 def done_keys(path: Path) -> set[tuple[str, str, str]]:
-    """``(benchmark, onnx, vnnlib)`` of the rows already in ``path`` (for --resume)."""
+    """``result_key(benchmark, onnx, vnnlib)`` of the rows already in ``path`` (for --resume)."""
     if not Path(path).exists():
         return set()
-    return {(r.benchmark, r.onnx, r.vnnlib) for r in read_results(path)}
+    return {result_key(r.benchmark, r.onnx, r.vnnlib) for r in read_results(path)}
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from planecut.benchmarks.instance import RunOptions
 from planecut.benchmarks.instance import run_instance as run_one
-from planecut.benchmarks.suite import (Instance, benchmark_name, find_benchmarks,
-                                       read_expected, read_instances)
+from planecut.benchmarks.suite import (Instance, benchmark_name, find_benchmarks, pair_key,
+                                       read_expected, read_instances, result_key)
 
 __all__ = ["InstanceRun", "find_benchmarks", "main", "read_expected", "read_instances",
            "run_instance", "select", "summarise"]
@@ -74,7 +74,8 @@ def read_subset(path: Path) -> dict[tuple[str, str, str], tuple[str, float]]:
     out = {}
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
-            out[(r["benchmark"], r["onnx"], r["vnnlib"])] = (r["result"], float(r["wall_s"]))
+            out[result_key(r["benchmark"], r["onnx"], r["vnnlib"])] = (r["result"],
+                                                                     float(r["wall_s"]))
     return out
 
 
@@ -153,15 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{bench.parent.name}/{bench.name}"
         rows = read_instances(bench)
         if subset is not None:
-            rows = [r for r in rows if (bench.name, r[0], r[1]) in subset]
+            rows = [r for r in rows if result_key(bench.name, r[0], r[1]) in subset]
         for onnx, vnnlib, t_inst in select(rows, args.limit):
             timeout = args.timeout or t_inst
             verdict, wall, up, msg, st = run_instance(bench, onnx, vnnlib, timeout,
                                                       args.device, args.config)
-            ref = subset.get((bench.name, onnx, vnnlib), ("", float("nan"))) if subset else \
-                ("", float("nan"))
-            run = InstanceRun(name, onnx, vnnlib, verdict, expected.get((onnx, vnnlib), ""),
-                              wall, up, msg if verdict in ("error", "none", "hung") else "",
+            ref = subset.get(result_key(bench.name, onnx, vnnlib), ("", float("nan"))) \
+                if subset else ("", float("nan"))
+            run = InstanceRun(name, onnx, vnnlib, verdict,
+                              expected.get(pair_key(onnx, vnnlib), ""), wall, up,
+                              msg if verdict in ("error", "none", "hung") else "",
                               int(st.get("bab_domains", 0)),
                               float(st.get("bab_domains_per_second", 0.0)), ref[0], ref[1],
                               float(st.get("bab_worst_margin", float("nan"))),

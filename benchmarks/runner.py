@@ -19,7 +19,7 @@ from planecut.benchmarks.instance import InstanceResult, RunOptions
 from planecut.benchmarks.progress import Progress
 from planecut.benchmarks.report import error_lines, summary_table
 from planecut.benchmarks.results import ResultsWriter, done_keys, read_results
-from planecut.benchmarks.suite import Instance, load_suite, select_instances
+from planecut.benchmarks.suite import Instance, load_suite, result_key, select_instances
 
 EXIT_OK, EXIT_WRONG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RESULTS_NAME = "results.csv"
@@ -105,6 +105,6 @@ def run_suite(run: SuiteRun, out: TextIO | None = None, err: TextIO | None = Non
 def selection_results(path: Path, chosen: list[Instance]) -> list[InstanceResult]:
     """The rows of ``path`` for the chosen instances (the last row where one was run twice),
     with the expected answer as ``expected.csv`` gives it now."""
-    rows = {(r.benchmark, r.onnx, r.vnnlib): r for r in read_results(path)}
+    rows = {result_key(r.benchmark, r.onnx, r.vnnlib): r for r in read_results(path)}
     return [dataclasses.replace(rows[i.key], expected=i.expected)
             for i in chosen if i.key in rows]

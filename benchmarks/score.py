@@ -22,7 +22,8 @@ The rule implemented, per instance and per results file ("tool"):
 Instances are matched across files by ``(benchmark, onnx, vnnlib)``. Files may name a
 benchmark ``suite/name`` (planecut) or ``name`` (reference CSVs); when the short form
 ``(last part of benchmark, onnx, vnnlib)`` identifies each row of every file uniquely, the
-short form is used, so such files still line up.
+short form is used, so such files still line up. Paths are compared without a leading ``./`` or
+a trailing ``.gz`` (``suite.file_key``): ``x.onnx`` and ``x.onnx.gz`` are the same instance.
 
 The comparison of two runs A and B covers the instances present in both: solved (correct) by
 both, by A only, by B only, and the geometric mean over the instances both solve of
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from planecut.benchmarks.instance import InstanceResult
 from planecut.benchmarks.results import read_results
+from planecut.benchmarks.suite import result_key
 
 SOLVED = ("sat", "unsat")
 Key = tuple[str, str, str]
@@ -106,11 +108,11 @@ def load_runs(paths: list[Path]) -> list[Run]:
 
 
 def _full(r: InstanceResult) -> Key:
-    return (r.benchmark, r.onnx, r.vnnlib)
+    return result_key(r.benchmark, r.onnx, r.vnnlib)
 
 
 def _short(r: InstanceResult) -> Key:
-    return (r.benchmark.rstrip("/").rsplit("/", 1)[-1], r.onnx, r.vnnlib)
+    return result_key(r.benchmark.rstrip("/").rsplit("/", 1)[-1], r.onnx, r.vnnlib)
 
 
 def truth(answers: list[InstanceResult]) -> str | None:

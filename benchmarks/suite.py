@@ -5,6 +5,12 @@ to the folder, ``.gz`` files allowed) and optionally ``expected.csv`` (``onnx,vn
 with a header). A suite root may be such a folder or any folder above several. This module only
 reads these files; it runs nothing, so the runner, the old ``run_suite`` script and the tests all
 agree on which instances a folder holds and under which names.
+
+VNN-COMP 2023 lists ``onnx/x.onnx`` where only ``onnx/x.onnx.gz`` is shipped: a listed path
+that does not exist stands for its ``.gz`` file when that exists (:func:`resolve_listed`). Rows
+of different files (instances.csv, expected.csv, results files) are matched by
+:func:`file_key`, which drops a leading ``./`` and a trailing ``.gz``, so ``onnx/x.onnx`` and
+``./onnx/x.onnx.gz`` name the same file.
 """
 
 from __future__ import annotations
@@ -31,15 +37,43 @@ class Instance:
     @property
     def key(self) -> tuple[str, str, str]:
         """Identity of the instance in results files (resume, scoring, comparisons)."""
-        return (self.benchmark, self.onnx, self.vnnlib)
+        return result_key(self.benchmark, self.onnx, self.vnnlib)
 
     @property
     def onnx_path(self) -> Path:
-        return self.folder / self.onnx
+        return resolve_listed(self.folder / self.onnx)
 
     @property
     def vnnlib_path(self) -> Path:
-        return self.folder / self.vnnlib
+        return resolve_listed(self.folder / self.vnnlib)
+
+
+def resolve_listed(path: Path) -> Path:
+    """The file a path listed in instances.csv stands for: the path itself when it exists, else
+    ``<path>.gz`` when that exists, else the path as listed (so errors name it)."""
+    if path.exists():
+        return path
+    gz = path.with_name(path.name + ".gz")
+    return gz if gz.exists() else path
+
+
+def file_key(name: str) -> str:
+    """A listed path as rows are matched by: stripped, without a leading ``./`` or a trailing
+    ``.gz`` (``./onnx/x.onnx.gz`` -> ``onnx/x.onnx``)."""
+    name = name.strip()
+    while name.startswith("./"):
+        name = name[2:]
+    return name[:-3] if name.endswith(".gz") else name
+
+
+def pair_key(onnx: str, vnnlib: str) -> tuple[str, str]:
+    """``(onnx, vnnlib)`` as :func:`read_expected`'s rows are keyed."""
+    return (file_key(onnx), file_key(vnnlib))
+
+
+def result_key(benchmark: str, onnx: str, vnnlib: str) -> tuple[str, str, str]:
+    """``(benchmark, onnx, vnnlib)`` as rows of results files are matched."""
+    return (benchmark, *pair_key(onnx, vnnlib))
 
 
 def find_benchmarks(root: Path) -> list[Path]:
@@ -65,12 +99,13 @@ def read_instances(bench: Path) -> list[tuple[str, str, float]]:
 
 
 def read_expected(bench: Path) -> dict[tuple[str, str], str]:
-    """``(onnx, vnnlib) -> expected`` from ``bench/expected.csv`` (empty when absent)."""
+    """``pair_key(onnx, vnnlib) -> expected`` from ``bench/expected.csv`` (empty when absent);
+    look rows up with :func:`pair_key`, so ``x.onnx`` and ``x.onnx.gz`` find the same row."""
     path = Path(bench) / "expected.csv"
     if not path.exists():
         return {}
     with open(path, newline="") as fh:
-        return {(r["onnx"].strip(), r["vnnlib"].strip()): r["expected"].strip().lower()
+        return {pair_key(r["onnx"], r["vnnlib"]): r["expected"].strip().lower()
                 for r in csv.DictReader(fh)}
 
 
@@ -79,7 +114,7 @@ def load_benchmark(folder: Path) -> list[Instance]:
     expected = read_expected(folder)
     name = benchmark_name(folder)
     return [Instance(name, Path(folder).resolve(), onnx, vnnlib, timeout,
-                     expected.get((onnx, vnnlib), ""))
+                     expected.get(pair_key(onnx, vnnlib), ""))
             for onnx, vnnlib, timeout in read_instances(folder)]
 
 

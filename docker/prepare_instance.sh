@@ -2,7 +2,8 @@
 # VNN-COMP interface: prepare_instance.sh v1 CATEGORY ONNX VNNLIB
 # Checks that the model and the property exist and warms up the Python imports (torch,
 # onnxruntime, planecut) so that the timed run_instance.sh does not pay for a cold file cache.
-# Exits 0 when the instance can be run, 1 when a file is missing.
+# Exits 0 when the instance can be run, 1 when a file is missing. Gzipped files are fine, and
+# FILE stands for FILE.gz when only that exists (as run_instance.sh does; no unzip step).
 set -euo pipefail
 
 usage() { echo "usage: $0 v1 CATEGORY ONNX VNNLIB" >&2; exit 2; }
@@ -15,7 +16,7 @@ VNNLIB="$4"
 PYTHON="${PLANECUT_PYTHON:-python3}"
 
 for f in "$ONNX" "$VNNLIB"; do
-    if [ ! -f "$f" ]; then
+    if [ ! -f "$f" ] && [ ! -f "$f.gz" ]; then
         echo "$0: $f: no such file" >&2
         exit 1
     fi

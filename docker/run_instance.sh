@@ -2,12 +2,10 @@
 # VNN-COMP interface: run_instance.sh v1 CATEGORY ONNX VNNLIB RESULTS TIMEOUT
 # Verifies one instance with `planecut verify` and writes the VNN-COMP result file RESULTS.
 #
-# The configuration is chosen from CATEGORY (the benchmark's name):
-#   1. docker/configs/CATEGORY.yaml, if such a file exists (per-benchmark tuning);
-#   2. otherwise the preset that fits the benchmark family, verifier/presets/NAME.yaml:
-#      acasxu* -> input_split; mnist*, eran* -> fully_connected;
-#      oval*, cifar*, marabou*, verivital*, resnet* -> convolutional;
-#   3. otherwise (e.g. test) no --config: planecut picks a preset from the model's shape.
+# The configuration is planecut's own choice (`preset: auto`): it picks a preset from the
+# model and the property (free input dimensions, activation kinds, size, spec rows; see
+# auto_preset in verifier/config.py). CATEGORY (the benchmark's name) is only logged: nothing
+# is chosen by name, so an unseen benchmark is handled like a known one.
 # Environment: PLANECUT_PYTHON (default python3), PLANECUT_DEVICE (default auto),
 # PLANECUT_DRY_RUN=1 prints the command instead of running it.
 # Exits 0 when RESULTS was written (whatever the verdict), planecut's exit code otherwise.
@@ -21,34 +19,16 @@ ONNX="$3"
 VNNLIB="$4"
 RESULTS="$5"
 TIMEOUT="$6"
+# planecut reads gzipped files itself (.onnx.gz, .vnnlib.gz): no unzip step. VNN-COMP 2023
+# names x.onnx where only x.onnx.gz is shipped; then the .gz file is passed on.
+[ -e "$ONNX" ] || [ ! -f "$ONNX.gz" ] || ONNX="$ONNX.gz"
+[ -e "$VNNLIB" ] || [ ! -f "$VNNLIB.gz" ] || VNNLIB="$VNNLIB.gz"
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PLANECUT_PYTHON:-python3}"
 
-preset_for() {
-    case "$1" in
-        acasxu*|acas_xu*) echo input_split ;;
-        mnist*|eran*) echo fully_connected ;;
-        oval*|cifar*|marabou*|verivital*|resnet*) echo convolutional ;;
-        *) echo "" ;;
-    esac
-}
-
-CONFIG=""
-if [ -f "$REPO/docker/configs/$CATEGORY.yaml" ]; then
-    CONFIG="$REPO/docker/configs/$CATEGORY.yaml"
-else
-    PRESET="$(preset_for "$CATEGORY")"
-    if [ -n "$PRESET" ] && [ -f "$REPO/verifier/presets/$PRESET.yaml" ]; then
-        CONFIG="$REPO/verifier/presets/$PRESET.yaml"
-    fi
-fi
-
+echo "$0: category $CATEGORY (not used to configure): $ONNX $VNNLIB" >&2
 CMD=("$PYTHON" -m planecut verify "$ONNX" "$VNNLIB" --timeout "$TIMEOUT"
      --result-file "$RESULTS" --device "${PLANECUT_DEVICE:-auto}")
-if [ -n "$CONFIG" ]; then
-    CMD+=(--config "$CONFIG")
-fi
 
 if [ "${PLANECUT_DRY_RUN:-0}" = "1" ]; then
     printf '%s\n' "${CMD[*]}"

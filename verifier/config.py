@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from planecut.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from planecut.verifier.features import ModelFeatures
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,8 @@ class CutsConfig:
 class VerifierConfig:
     """Everything that changes how ``verify`` runs (CLI flags override single fields)."""
 
-    # preset chosen from the model's shape ("auto"), a preset's name, or "none"; fields of this
-    # config that differ from the defaults override the preset's values
+    # preset chosen from the model and the spec ("auto", see auto_preset), a preset's name, or
+    # "none"; fields of this config that differ from the defaults override the preset's values
     preset: str = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | float64
@@ -235,16 +238,73 @@ def load_config(path: str | Path) -> VerifierConfig:
         raise ConfigError(f"{p}: {exc}") from None
 
 
-PRESETS = ("input_split", "fully_connected", "convolutional")
+PRESETS = ("input_split", "fully_connected", "convolutional", "general_nonlinear")
+
+# Where a network counts as large (cheaper settings, see auto_preset): nonlinear neurons, or
+# neurons times the spec rows bounded together (the backward passes carry one row each). The
+# largest nets the presets were measured on stay below: verivital's conv nets (23328 ReLUs,
+# 9 rows), cifar10_resnet's resnet_4b (14436 ReLUs, 9 rows).
+LARGE_NEURONS = 40_000
+LARGE_NEURON_ROWS = 1_000_000
+# Networks with other nonlinearities than ReLU / max pooling have no activation split: input
+# split pays for them on more free inputs. At 15 s on the CPU, ml4acopf's 14-bus net (22 free
+# inputs; sin, cos, pow, products) proves 11 of 14 properties with input split, 8 with
+# alpha-CROWN alone; pensieve_small_parallel (32 free; pow, products) reaches a worst bound of
+# -1.9 in 30 s where alpha-CROWN stays at -4.4. 118-bus (189 free): no difference.
+NONLINEAR_INPUT_SPLIT_FACTOR = 4
 
 
-def preset_for(num_inputs: int, node_kinds: set[str], input_split_max_dim: int = 20) -> str:
-    """The preset that fits a model: input split for few inputs, else by layer kinds."""
-    if num_inputs <= input_split_max_dim:
-        return "input_split"
-    if node_kinds & {"conv", "conv_transpose", "avgpool", "maxpool"}:
-        return "convolutional"
-    return "fully_connected"
+@dataclass(frozen=True)
+class PresetChoice:
+    """What ``preset: auto`` picked: a preset, settings on top of it (below the user's own
+    settings) and why, in words."""
+
+    name: str
+    adjust: dict[str, Any] = field(default_factory=dict)  # nested like the YAML files
+    reasons: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'; '.join(self.reasons)})" if self.reasons else self.name
+
+
+def auto_preset(f: "ModelFeatures", input_split_max_dim: int = 20) -> PresetChoice:
+    """The preset for a (model, spec) pair from its features alone (no names):
+
+    * at most ``input_split_max_dim`` free input coordinates (the spec's boxes may fix the
+      rest): ``input_split``, whatever the nonlinearities (CROWN bounds them all);
+    * nonlinearities other than ReLU / max pooling (sigmoid, tanh, products, softmax, sign,
+      ...): ``input_split`` up to ``NONLINEAR_INPUT_SPLIT_FACTOR`` times as many free
+      coordinates (it is their only complete search), ``general_nonlinear`` beyond
+      (activation split and MIP cuts need ReLU nets);
+    * else ReLU nets: ``convolutional`` with spatial layers, ``fully_connected`` without.
+
+    On top: large networks (``LARGE_NEURONS`` nonlinear neurons, or ``LARGE_NEURON_ROWS``
+    neurons times spec rows) get a quarter of the preset's BaB batch and 20 alpha-CROWN
+    iterations; input split on a spec that fixes most coordinates branches by ``sb`` only
+    (``lookahead`` bounds two children per coordinate, fixed ones included)."""
+    free = f.free_inputs
+    smooth = not f.piecewise_linear
+    if free <= input_split_max_dim * (NONLINEAR_INPUT_SPLIT_FACTOR if smooth else 1):
+        name = "input_split"
+        why = [f"{free} free input(s) of {f.num_inputs}"]
+    elif smooth:
+        name = "general_nonlinear"
+        why = [f"{'+'.join(sorted(f.nonlinear_kinds - {'relu'}))} nodes"]
+    elif f.has_conv:
+        name, why = "convolutional", ["ReLU net with spatial layers"]
+    else:
+        name, why = "fully_connected", ["fully connected ReLU net"]
+    adjust: dict[str, Any] = {}
+    if name == "input_split" and 2 * free < f.num_inputs:
+        adjust["bab"] = {"input_branching": "sb"}
+        why.append("sb branching (most inputs fixed)")
+    work = f.nonlinear_neurons * max(1, f.max_rows)
+    if f.nonlinear_neurons >= LARGE_NEURONS or work >= LARGE_NEURON_ROWS:
+        batch = _load_preset(name).get("bab", {}).get("batch_size", BabConfig().batch_size)
+        adjust["bab"] = {**adjust.get("bab", {}), "batch_size": max(1, batch // 4)}
+        adjust["bounds"] = {"alpha_iterations": 20}
+        why.append(f"large: {f.nonlinear_neurons} neurons x {max(1, f.max_rows)} row(s)")
+    return PresetChoice(name, adjust, tuple(why))
 
 
 def _as_dict(obj: Any) -> Any:
@@ -273,17 +333,22 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-def apply_preset(config: VerifierConfig, name: str) -> VerifierConfig:
-    """``config`` on top of preset ``name``: the preset fills every field ``config`` leaves at
-    its default value."""
+def _load_preset(name: str) -> dict:
     from importlib.resources import files
 
     import yaml
 
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    preset = yaml.safe_load(files("planecut.verifier").joinpath(
+    return yaml.safe_load(files("planecut.verifier").joinpath(
         "presets", f"{name}.yaml").read_text()) or {}
+
+
+def apply_preset(config: VerifierConfig, name: str,
+                 adjust: dict[str, Any] | None = None) -> VerifierConfig:
+    """``config`` on top of preset ``name`` (with ``adjust``, nested fields, on top of the
+    preset): the preset fills every field ``config`` leaves at its default value."""
+    preset = _merge(_load_preset(name), adjust or {})
     overrides = _diff(_as_dict(config), _as_dict(VerifierConfig()))
     merged = _merge(preset, overrides)
     merged["preset"] = name

@@ -1,6 +1,6 @@
 """Entry point of VNN-LIB parsing, and the normal form shared by both versions.
 
-``parse_spec`` reads a file (plain or ``.gz``), detects the VNN-LIB version from the text and
+``parse_spec`` reads a file (plain or gzipped), detects the VNN-LIB version from the text and
 hands it to :mod:`planecut.vnnlib.v1` (our own fast parser) or :mod:`planecut.vnnlib.v2` (the
 official ``vnnlib`` package). Both front ends reduce a query to the same intermediate form, an
 *atom* list per DNF term, and :func:`assemble_spec` turns that into a :class:`Spec`; keeping
@@ -16,7 +16,6 @@ Atoms are plain tuples (cheap to build by the ten thousand):
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Union
 import numpy as np
 
 from planecut.errors import MismatchError, SpecError, UnsupportedError
+from planecut.files import gunzip_if_compressed
 from planecut.vnnlib.spec import Disjunct, InputRegion, Spec, TensorDecl
 
 __all__ = [
@@ -105,13 +105,11 @@ def _read_text(path: Path) -> str:
     if path.is_dir():
         raise SpecError("is a directory, not a VNN-LIB file", str(path))
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                data = fh.read()
-        else:
-            data = path.read_bytes()
-    except (OSError, EOFError) as exc:  # permission denied, truncated/corrupt gzip, ...
+        data = path.read_bytes()
+    except OSError as exc:  # permission denied, ...
         raise SpecError(f"cannot read file: {exc}", str(path)) from None
+    # gzipped whatever the name (gzip magic); errors then point into the decompressed text
+    data = gunzip_if_compressed(data, lambda cause: SpecError(cause, str(path)))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,20 @@ def tiny_suite(tmp_path: Path) -> Path:
 def suite_factory():
     """``make_suite`` for tests that need their own expected answers."""
     return make_suite
+
+
+@pytest.fixture
+def gz_suite(tmp_path: Path) -> Path:
+    """The tiny suite as VNN-COMP 2023 ships benchmarks: only ``.gz`` files on disk while
+    instances.csv names the plain ones, and expected.csv names them yet another way
+    (``./NAME.gz``)."""
+    root = make_suite(tmp_path / "gzsuite", None)
+    bench = root / "tiny"
+    for name in ("tiny_fc.onnx", "tiny_fc_robust.vnnlib", "tiny_fc_falsifiable.vnnlib"):
+        plain = bench / name
+        (bench / f"{name}.gz").write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
+    (bench / "expected.csv").write_text(
+        "onnx,vnnlib,expected\n./tiny_fc.onnx.gz,./tiny_fc_robust.vnnlib.gz,unsat\n"
+        "./tiny_fc.onnx.gz,./tiny_fc_falsifiable.vnnlib.gz,sat\n")
+    return root

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from planecut.benchmarks.cli import main
 from planecut.benchmarks.results import COLUMNS, read_results
 
@@ -52,6 +54,24 @@ def test_vnncomp2021_test_subset_then_resume(bench_root, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+@pytest.mark.benchmarks
+def test_vnncomp2023_gzipped_sat_instance(bench_root):
+    """A real VNN-COMP 2023 instance: only .gz files on disk, instances.csv and expected.csv
+    name the plain files; the sat answer's counterexample re-checks on the gzipped model."""
+    from planecut.benchmarks.instance import RunOptions, run_instance
+    from planecut.benchmarks.suite import load_benchmark
+
+    bench = bench_root / "vnncomp2023" / "dist_shift"
+    if not (bench / "instances.csv").is_file():
+        pytest.skip(f"{bench} not present")
+    inst = next(i for i in load_benchmark(bench) if i.expected == "sat")
+    assert not inst.onnx.endswith(".gz") and inst.onnx_path.name.endswith(".onnx.gz")
+    assert inst.vnnlib_path.name.endswith(".vnnlib.gz") and inst.vnnlib_path.is_file()
+    r = run_instance(inst, RunOptions(timeout=60, device="cpu"))
+    assert r.verdict == "sat", r.error
+    assert r.counterexample_ok is True and not r.is_error
+
+
 def test_contradiction_with_expected_is_an_error_row(suite_factory, tmp_path, capsys):
     # robust (truly unsat) is listed as sat: planecut's unsat must show as ERROR, exit 1
     suite = suite_factory(tmp_path / "suite", {"tiny_fc_robust.vnnlib": "sat",
@@ -68,6 +88,24 @@ def test_contradiction_with_expected_is_an_error_row(suite_factory, tmp_path, ca
     assert "ERROR: suite/tiny tiny_fc.onnx tiny_fc_robust.vnnlib: unsat, expected sat" \
         in captured.out
     assert "<-- ERROR" in captured.err
+
+
+def test_gzipped_suite_runs_from_the_listed_names_then_resumes(gz_suite, tmp_path, capsys):
+    """instances.csv names tiny_fc.onnx where only tiny_fc.onnx.gz exists (VNN-COMP 2023):
+    planecut verifies the .gz files, re-checks the counterexample on the gzipped model and
+    matches expected.csv rows written as ./NAME.gz."""
+    out = tmp_path / "out"
+    rc = main(["run", str(gz_suite), "--out", str(out), "--jobs", "2", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured
+    rows = {r["vnnlib"]: r for r in read_rows(out / "results.csv")}
+    assert set(rows) == {"tiny_fc_robust.vnnlib", "tiny_fc_falsifiable.vnnlib"}
+    robust, falsifiable = rows["tiny_fc_robust.vnnlib"], rows["tiny_fc_falsifiable.vnnlib"]
+    assert robust["onnx"] == "tiny_fc.onnx" and robust["verdict"] == "unsat"
+    assert falsifiable["verdict"] == "sat" and falsifiable["counterexample_ok"] == "true"
+    assert all(r["check"] == "ok" and r["error"] == "" for r in rows.values())
+    rc = main(["run", str(gz_suite), "--out", str(out), "--resume"])
+    assert rc == 0 and "0 to run" in capsys.readouterr().err
 
 
 def test_select_glob_and_timeout_override(tiny_suite, tmp_path, capsys):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from planecut.benchmarks.score import compare, format_report, load_runs, score_runs
 
 HEADER = "benchmark,onnx,vnnlib,verdict,expected,seconds,counterexample_ok\n"
@@ -82,13 +84,14 @@ def test_comparison_only_a_only_b_and_speed_ratio(tmp_path):
     assert "only A 1, only B 1" in report and "2.00x" in report
 
 
-def test_reference_format_lines_up_with_planecut_names(tmp_path):
+@pytest.mark.parametrize("ref_names", ["t.onnx,p.vnnlib", "t.onnx.gz,./p.vnnlib.gz"])
+def test_reference_format_lines_up_with_planecut_names(tmp_path, ref_names):
     ours = write(tmp_path / "run" / "results.csv",
                  ["vnncomp2021/test,t.onnx,p.vnnlib,unsat,unsat,2,"])
-    ref = write(tmp_path / "ref.csv", ["test,t.onnx,p.vnnlib,holds,8"],
+    ref = write(tmp_path / "ref.csv", [f"test,{ref_names},holds,8"],
                 header="benchmark,onnx,vnnlib,result,wall_s\n")
     ra, rb = load_runs([ours, ref])
-    assert set(ra.rows) == set(rb.rows)
+    assert set(ra.rows) == set(rb.rows) == {("test", "t.onnx", "p.vnnlib")}
     sa, sb = score_runs([ra, rb])
     assert (sa.total.score, sb.total.score) == (12, 11)
 

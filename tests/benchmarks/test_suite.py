@@ -10,7 +10,8 @@ import pytest
 from planecut.benchmarks.instance import InstanceResult
 from planecut.benchmarks.results import (COLUMNS, ResultsWriter, check_label, done_keys,
                                          read_results)
-from planecut.benchmarks.suite import load_suite, parse_range, select_instances
+from planecut.benchmarks.suite import (file_key, load_suite, parse_range, read_expected,
+                                       select_instances)
 
 
 def test_load_suite_names_paths_and_expected(tiny_suite):
@@ -21,6 +22,28 @@ def test_load_suite_names_paths_and_expected(tiny_suite):
     assert all(i.onnx_path.is_file() and i.vnnlib_path.is_file() for i in insts)
     assert load_suite(tiny_suite, ["tiny"]) == insts
     assert load_suite(tiny_suite, ["other*"]) == []
+
+
+def test_listed_path_falls_back_to_gz_and_expected_rows_match_any_form(gz_suite):
+    insts = load_suite(gz_suite)
+    # names as instances.csv writes them; paths to the .gz files that stand for them
+    assert [i.vnnlib for i in insts] == ["tiny_fc_robust.vnnlib", "tiny_fc_falsifiable.vnnlib"]
+    assert [i.onnx_path.name for i in insts] == ["tiny_fc.onnx.gz"] * 2
+    assert [i.vnnlib_path.name for i in insts] == ["tiny_fc_robust.vnnlib.gz",
+                                                    "tiny_fc_falsifiable.vnnlib.gz"]
+    assert all(i.onnx_path.is_file() and i.vnnlib_path.is_file() for i in insts)
+    assert [i.expected for i in insts] == ["unsat", "sat"]  # expected.csv says ./NAME.gz
+    assert read_expected(gz_suite / "tiny")[("tiny_fc.onnx", "tiny_fc_robust.vnnlib")] == "unsat"
+    # a listed path that exists is used as it is; one missing in both forms stays as listed
+    (gz_suite / "tiny" / "tiny_fc.onnx").write_bytes(b"")
+    assert load_suite(gz_suite)[0].onnx_path.name == "tiny_fc.onnx"
+    (gz_suite / "tiny" / "tiny_fc_robust.vnnlib.gz").unlink()
+    assert load_suite(gz_suite)[0].vnnlib_path.name == "tiny_fc_robust.vnnlib"
+
+
+def test_file_key():
+    for name in ("onnx/x.onnx", "onnx/x.onnx.gz", "./onnx/x.onnx.gz", " onnx/x.onnx "):
+        assert file_key(name) == "onnx/x.onnx"
 
 
 def test_select_and_range(tiny_suite):
@@ -69,6 +92,9 @@ def test_writer_round_trip_and_resume_after_a_cut_row(tmp_path):
     assert back[1].counterexample_ok is True and back[1].error == "x y"
     assert back[0] == dataclasses.replace(rows[0], host="")
     assert done_keys(path) == {("s/b", "n.onnx", "p.vnnlib"), ("s/b", "n.onnx", "q.vnnlib")}
+    with ResultsWriter(path, append=True) as w:  # the same instance listed as .gz: one key
+        w.write(_result(onnx="n.onnx.gz", vnnlib="./q.vnnlib.gz"))
+    assert len(done_keys(path)) == 2
 
 
 def test_reader_accepts_reference_csvs(tmp_path):

@@ -43,8 +43,10 @@ def test_longer_alpha_crown_proves_what_the_root_could_not(tmp_path):
     assert net.forward(X)[:, 0].min() > long  # (sound, as every bound)
     threshold = (short + long) / 2
     spec = _spec(tmp_path / "p.vnnlib", xl, xu, threshold)
-    cfg = VerifierConfig(device="cpu", bounds=BoundsConfig(alpha_iterations=1),
-                         attack=AttackConfig(rounds=1))
+    # (30 free inputs: preset auto would split the input; the preset that goes on with
+    # alpha-CROWN is the one under test)
+    cfg = VerifierConfig(device="cpu", preset="general_nonlinear",
+                         bounds=BoundsConfig(alpha_iterations=1), attack=AttackConfig(rounds=1))
     res = verify(net.path, spec, timeout=30.0, config=cfg)
     assert res.verdict == "unsat", res.message
     assert "alpha-crown-longer" in res.timings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import time
@@ -51,6 +52,37 @@ def test_example_falsifiable_is_sat_with_checked_counterexample(tmp_path):
     assert spec.is_violated_by(x, y_ort)
 
 
+# tiny_fc_falsifiable.vnnlib as a VNN-LIB 2.0 query (the model's X [1,5] -> Y [1,3])
+FALSIFIABLE_V2 = (
+    "(vnnlib-version <2.0>)\n"
+    "(declare-network N (declare-input X float32 [1,5]) (declare-output Y float32 [1,3]))\n"
+    + "".join(f"(assert (and (>= X[0,{i}] {lo}) (<= X[0,{i}] {lo + 2.0:.1f})))\n"
+              for i, lo in enumerate((-0.5, -1.2, -0.7, -0.9, -1.4)))
+    + "(assert (or (>= Y[0,1] Y[0,0]) (>= Y[0,2] Y[0,0])))\n")
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_gzipped_model_and_spec_sat_confirmed_by_onnxruntime(tmp_path, version):
+    """VNN-COMP 2023 ships .onnx.gz and .vnnlib.gz: read directly, and the counterexample
+    check runs onnxruntime on the gzipped model (decompressed), not on its path."""
+    from planecut.benchmarks.recheck import recheck_counterexample
+
+    model = tmp_path / "tiny_fc.onnx.gz"
+    model.write_bytes(gzip.compress(MODEL.read_bytes()))
+    text = FALSIFIABLE.read_text() if version == "1.0" else FALSIFIABLE_V2
+    spec = tmp_path / "falsifiable.vnnlib.gz"
+    spec.write_bytes(gzip.compress(text.encode()))
+    out = tmp_path / "out.txt"
+    p = run_cli("verify", model, spec, "--timeout", "30", "--result-file", out)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "sat"
+    assert "confirmed with onnxruntime" in p.stderr
+    # independently: the plain files' onnxruntime outputs at the reported input violate it
+    plain_spec = tmp_path / "falsifiable.vnnlib"
+    plain_spec.write_text(text)
+    assert recheck_counterexample(MODEL, plain_spec, out.read_text()).ok
+
+
 def _bad_input_case(tmp_path: Path, name: str) -> tuple[Path, Path, str]:
     """(model, spec, words expected in the one-line message) for each kind of bad input."""
     spec_ok, model_ok = ROBUST, MODEL
@@ -68,6 +100,14 @@ def _bad_input_case(tmp_path: Path, name: str) -> tuple[Path, Path, str]:
         p = tmp_path / "text.onnx"
         p.write_text("this is not a model\n")
         return p, spec_ok, "text.onnx"
+    if name == "corrupt gzip model":
+        p = tmp_path / "cut.onnx.gz"
+        p.write_bytes(gzip.compress(MODEL.read_bytes())[:200])
+        return p, spec_ok, "cut.onnx.gz: corrupt or truncated gzip file"
+    if name == "corrupt gzip spec":
+        p = tmp_path / "cut.vnnlib.gz"
+        p.write_bytes(gzip.compress(ROBUST.read_bytes())[:100])
+        return model_ok, p, "cut.vnnlib.gz: corrupt or truncated gzip file"
     if name == "missing spec":
         return model_ok, tmp_path / "nope.vnnlib", "nope.vnnlib"
     if name == "empty spec":
@@ -87,7 +127,8 @@ def _bad_input_case(tmp_path: Path, name: str) -> tuple[Path, Path, str]:
 
 
 @pytest.mark.parametrize("case", ["missing model", "empty model", "truncated model",
-                                  "text as model", "missing spec", "empty spec", "syntax error",
+                                  "text as model", "corrupt gzip model", "missing spec",
+                                  "empty spec", "syntax error", "corrupt gzip spec",
                                   "dimension mismatch"])
 def test_bad_input_is_error_verdict_without_traceback(tmp_path, case):
     model, spec, words = _bad_input_case(tmp_path, case)

@@ -52,14 +52,6 @@ def test_missing_config_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_preset_choice_by_model_shape():
-    from planecut.verifier.config import preset_for
-
-    assert preset_for(5, {"dense", "relu"}) == "input_split"
-    assert preset_for(784, {"dense", "relu", "reshape"}) == "fully_connected"
-    assert preset_for(3072, {"conv", "relu", "dense"}) == "convolutional"
-
-
 def test_user_settings_override_the_preset():
     from dataclasses import replace
 
@@ -77,8 +69,10 @@ def test_user_settings_override_the_preset():
 def test_every_preset_loads():
     from planecut.verifier.config import PRESETS, apply_preset
 
+    assert "general_nonlinear" in PRESETS
     for name in PRESETS:
         assert apply_preset(VerifierConfig(), name).preset == name
+        assert config_from_dict({"preset": name}).preset == name
     with pytest.raises(ConfigError, match="unknown preset"):
         apply_preset(VerifierConfig(), "nope")
 

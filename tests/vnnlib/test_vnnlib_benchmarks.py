@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from planecut.files import gunzip_if_compressed
 from planecut.vnnlib.parse import parse_spec, parse_spec_text
 
 pytestmark = pytest.mark.benchmarks
@@ -28,6 +29,11 @@ def _files(root: Path) -> list[Path]:
     if not files:
         pytest.skip("no .vnnlib files under the benchmarks folder")
     return files
+
+
+def _text(f: Path) -> str:
+    """The file's text, gunzipped for ``.vnnlib.gz`` (VNN-COMP 2023)."""
+    return gunzip_if_compressed(f.read_bytes(), ValueError).decode()
 
 
 def _naive_box(text: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -51,7 +57,7 @@ def test_every_benchmark_spec_parses(bench_root):
         s = parse_spec(f)
         dt = time.perf_counter() - t0
         timings.append((dt, f))
-        text = f.read_text()
+        text = _text(f)
         assert s.version == "1.0", f
         assert s.num_inputs == len(_DECL_X.findall(text)), f
         assert s.num_outputs == len(_DECL_Y.findall(text)), f
@@ -105,7 +111,7 @@ def test_v2_translation_gives_the_same_spec(bench_root):
     for f in sample:
         a = parse_spec(f)
         shape_in = (1, a.num_inputs) if a.num_inputs != 3072 else (1, 3, 32, 32)
-        b = parse_spec_text(to_v2(f.read_text(), shape_in, (1, a.num_outputs)), f"{f} (2.0)")
+        b = parse_spec_text(to_v2(_text(f), shape_in, (1, a.num_outputs)), f"{f} (2.0)")
         assert b.version == "2.0" and len(a.regions) == len(b.regions), f
         for ra, rb in zip(a.regions, b.regions):
             np.testing.assert_array_equal(ra.lower, rb.lower, err_msg=str(f))

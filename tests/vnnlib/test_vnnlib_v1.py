@@ -235,8 +235,8 @@ def test_unreadable_files(tmp_path, content, message):
 
 def test_corrupt_gz_and_directory(tmp_path):
     gz = tmp_path / "s.vnnlib.gz"
-    gz.write_bytes(b"not gzip at all")
-    with pytest.raises(SpecError, match="cannot read"):
+    gz.write_bytes(gzip.compress(b"(declare-const X_0 Real)\n" * 50)[:20])
+    with pytest.raises(SpecError, match="corrupt or truncated gzip"):
         parse_spec(gz)
     with pytest.raises(SpecError, match="directory"):
         parse_spec(tmp_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planecut.files import onnxruntime_model
 from planecut.vnnlib.spec import Spec
 
 _NP_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
@@ -44,7 +45,8 @@ def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype: ty
 
 
 class OnnxChecker:
-    """Evaluates the original model with onnxruntime, one input at a time."""
+    """Evaluates the original model with onnxruntime, one input at a time (a gzipped model
+    is fed to onnxruntime decompressed)."""
 
     def __init__(self, model_path: str | Path, input_name: str, input_shape: tuple[int, ...],
                  input_dtype: str) -> None:
@@ -53,7 +55,7 @@ class OnnxChecker:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = 1
-        self._sess = ort.InferenceSession(str(model_path), sess_options=opts,
+        self._sess = ort.InferenceSession(onnxruntime_model(model_path), sess_options=opts,
                                           providers=["CPUExecutionProvider"])
         names = [i.name for i in self._sess.get_inputs()]
         self._input = input_name if input_name in names else names[0]

@@ -49,7 +49,8 @@ from planecut.verifier.bounds.crown import (
 )
 from planecut.verifier.bounds.beta_crown import initial_betas
 from planecut.verifier.bounds.gcp_crown import CUT_KEY, initial_mus, initial_pi_fracs
-from planecut.verifier.bounds.crown import LINE_LOWER, LINE_UPPER
+from planecut.verifier.bounds.crown import LINE_LOWER, LINE_UPPER, PLANE_LOWER, PLANE_UPPER
+from planecut.verifier.bounds.elementwise import ProductRelaxation, initial_plane_weight
 from planecut.verifier.bounds.relaxations import LineRelaxation, ReluRelaxation
 from planecut.verifier.bounds.types import AlphaOptions
 
@@ -79,20 +80,30 @@ def _initial_slope(relax: ReluRelaxation, rows: int, init: Tensor | None) -> Ten
 
 
 def _line_nodes_on_path(ctx: BoundContext, relaxations: dict, name: str) -> list[str]:
-    """S-shaped nodes (sigmoid, tanh) a backward pass from tensor ``name`` crosses."""
+    """S-shaped nodes (sigmoid, tanh) and products with finite factor bounds a backward pass
+    from tensor ``name`` crosses: the nodes with optimisable lines or planes."""
     anc = ctx.plan.ancestors(name)
-    return [n.name for n in ctx.plan.nonlinear_nodes if n.name in anc
-            and isinstance(relaxations.get(n.name), LineRelaxation)
-            and relaxations[n.name].fn is not None]
+    out = []
+    for n in ctx.plan.nonlinear_nodes:
+        r = relaxations.get(n.name)
+        if n.name in anc and ((isinstance(r, LineRelaxation) and r.fn is not None) or
+                              (isinstance(r, ProductRelaxation) and r.weighted)):
+            out.append(n.name)
+    return out
 
 
-def _initial_line_slopes(relax: LineRelaxation, name: str, rows: int,
+def _initial_line_slopes(relax: LineRelaxation | ProductRelaxation, name: str, rows: int,
                          init: dict | None, key: str | None = None) -> Slopes:
-    """Optimisable lower/upper slopes ``(B, rows, *shape)`` of an S-shaped node: the warm start
-    (``init[name + suffix]["final"]``, or ``["intermediate"][key]``) where it fits, else the
-    relaxation's own slopes."""
+    """Optimisable lower/upper slopes ``(B, rows, *shape)`` of an S-shaped node (or plane
+    weights of a product): the warm start (``init[name + suffix]["final"]``, or
+    ``["intermediate"][key]``) where it fits, else the relaxation's own slopes."""
     out: Slopes = {}
-    for suffix, default in ((LINE_LOWER, relax.lower_point), (LINE_UPPER, relax.upper_point)):
+    if isinstance(relax, ProductRelaxation):
+        half = initial_plane_weight(relax)
+        sides = ((PLANE_LOWER, half), (PLANE_UPPER, half))
+    else:
+        sides = ((LINE_LOWER, relax.lower_point), (LINE_UPPER, relax.upper_point))
+    for suffix, default in sides:
         entry = (init or {}).get(name + suffix, {})
         warm = entry.get("final") if key is None else entry.get("intermediate", {}).get(key)
         shape = (default.shape[0], rows, *default.shape[2:])

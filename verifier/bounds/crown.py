@@ -33,6 +33,14 @@ from planecut.verifier.bounds.gcp_crown import (
     rhs_term,
     seed_pending,
 )
+from planecut.verifier.bounds.elementwise import (
+    CurveRelaxation,
+    ProductRelaxation,
+    curve_backward,
+    curve_relaxation,
+    product_backward,
+    product_relaxation,
+)
 from planecut.verifier.bounds.ibp import ibp_node
 from planecut.verifier.bounds.linear_backward import backward_linear, bias_term
 from planecut.verifier.bounds.plan import GraphPlan, is_nonlinear
@@ -50,10 +58,12 @@ from planecut.verifier.bounds.relaxations import (
     tanh_relaxation,
 )
 from planecut.verifier.graph.ir import LinearNode, MaxPool, Node, Relu, Sigmoid, Tanh
+from planecut.verifier.graph.ir_nonlinear import Elementwise, Product
 
 Tensor = torch.Tensor
 Interval = tuple[Tensor, Tensor]
-Relaxation = Union[ReluRelaxation, LineRelaxation, MaxPoolRelaxation]
+Relaxation = Union[ReluRelaxation, LineRelaxation, MaxPoolRelaxation, CurveRelaxation,
+                   ProductRelaxation]
 
 DEFAULT_CHUNK_ELEMENTS = 2**26
 
@@ -62,6 +72,8 @@ RELAXATION_RULES: dict[type, Callable[..., Relaxation]] = {
     Sigmoid: lambda node, l, u: sigmoid_relaxation(l, u),
     Tanh: lambda node, l, u: tanh_relaxation(l, u),
     MaxPool: maxpool_relaxation,
+    Elementwise: curve_relaxation,
+    Product: product_relaxation,
 }
 
 
@@ -76,6 +88,8 @@ def make_relaxation(node: Node, lower: Tensor, upper: Tensor) -> Relaxation:
 #: suffixes of the keys under which optimised tangent points of S-shaped nodes travel in
 #: ``alphas`` (see :class:`LineRelaxation`)
 LINE_LOWER, LINE_UPPER = "::lower_point", "::upper_point"
+#: ... and the plane weights of products (see :class:`ProductRelaxation`)
+PLANE_LOWER, PLANE_UPPER = "::lower_plane", "::upper_plane"
 
 
 def nonlinear_backward(lam: Tensor, relax: Relaxation, alpha: Tensor | None,
@@ -88,6 +102,10 @@ def nonlinear_backward(lam: Tensor, relax: Relaxation, alpha: Tensor | None,
         if line_slopes is not None and relax.fn is not None:
             return line_backward_optimised(lam, relax, *line_slopes)
         return line_backward(lam, relax)
+    if isinstance(relax, CurveRelaxation):
+        return curve_backward(lam, relax)
+    if isinstance(relax, ProductRelaxation):
+        return product_backward(lam, relax, line_slopes)
     return maxpool_backward(lam, relax)
 
 
@@ -209,6 +227,8 @@ def backward_bound(ctx: BoundContext, target: str, lam: Tensor,
                 slopes = None
                 if alphas is not None and node.name + LINE_LOWER in alphas:
                     slopes = (alphas[node.name + LINE_LOWER], alphas[node.name + LINE_UPPER])
+                elif alphas is not None and node.name + PLANE_LOWER in alphas:
+                    slopes = (alphas[node.name + PLANE_LOWER], alphas[node.name + PLANE_UPPER])
                 c, b = nonlinear_backward(coeff, ctx.relaxations[node.name], alpha, slopes)
             beta = None if betas is None else betas.get(node.name)
             if beta is not None:

@@ -10,7 +10,9 @@ from typing import Callable
 
 import torch
 
+from planecut.verifier.bounds.elementwise import ibp_elementwise, ibp_product
 from planecut.verifier.graph.ir import LinearNode, MaxPool, Node, Relu, Sigmoid, Tanh
+from planecut.verifier.graph.ir_nonlinear import Elementwise, Product
 
 Tensor = torch.Tensor
 Interval = tuple[Tensor, Tensor]
@@ -60,6 +62,8 @@ NONLINEAR_IBP_RULES: dict[type, Callable[..., Interval]] = {
     Sigmoid: ibp_monotone(torch.sigmoid),
     Tanh: ibp_monotone(torch.tanh),
     MaxPool: ibp_maxpool,
+    Elementwise: ibp_elementwise,
+    Product: ibp_product,
 }
 
 

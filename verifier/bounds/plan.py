@@ -25,6 +25,7 @@ from planecut.verifier.graph.ir import (
     Tanh,
     Transpose,
 )
+from planecut.verifier.graph.ir_nonlinear import NEW_NONLINEAR_KINDS
 
 # Linear kinds where every output coordinate is (a multiple of) one input coordinate and no
 # two output coordinates read the same input coordinate: composing them with one affine map
@@ -37,7 +38,7 @@ _ELEMENTWISE_MONOTONE = (Relu, Sigmoid, Tanh)
 
 
 def is_nonlinear(node: Node) -> bool:
-    return isinstance(node, NONLINEAR_KINDS)
+    return isinstance(node, NONLINEAR_KINDS + NEW_NONLINEAR_KINDS)
 
 
 class GraphPlan:

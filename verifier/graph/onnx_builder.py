@@ -20,7 +20,7 @@ import torch
 
 from planecut.errors import ModelError, UnsupportedError
 from planecut.verifier.graph import ir
-from planecut.verifier.graph.onnx_const import norm_axis
+from planecut.verifier.graph.onnx_axes import norm_axis
 
 
 @dataclass(frozen=True)
@@ -194,11 +194,19 @@ class Builder:
                 continue
             if have != 1:
                 raise self.malformed(f"cannot broadcast {v.shape} to {target}")
-            v, pa = self.pe_axis(v, a)
-            shape = v.shape[:a] + (want,) + v.shape[a + 1:]
-            v = self.emit(ir.Gather, [v], shape, v.batched, axis=pa,
-                          indices=torch.zeros(want, dtype=torch.int64), keepdim=True)
+            v = self.take(v, a, np.zeros(want, np.int64))
         return v
+
+    def take(self, v: Var, axis: int, indices: Sequence[int] | np.ndarray) -> Var:
+        """Indices ``indices`` (1-D, repeats allowed) of ONNX ``axis``: a Gather."""
+        a = norm_axis(axis, v.rank)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == v.shape[a] and np.array_equal(idx, np.arange(idx.size)):
+            return v
+        v, pa = self.pe_axis(v, a)
+        shape = v.shape[:a] + (idx.size,) + v.shape[a + 1:]
+        return self.emit(ir.Gather, [v], shape, v.batched, axis=pa,
+                         indices=torch.from_numpy(idx.copy()), keepdim=True)
 
     def pad(self, v: Var, begins: Sequence[int], ends: Sequence[int], value: float = 0.0
             ) -> Var:
@@ -224,15 +232,26 @@ class Builder:
             return v
         if len(sel) == 0:
             raise self.unsupported(f"empty slice of axis {a} of shape {v.shape}")
+        if sel.step < 0:
+            return self.take(v, a, list(sel))
         v, pa = self.pe_axis(v, a)
         shape = v.shape[:a] + (len(sel),) + v.shape[a + 1:]
-        if sel.step > 0:
-            return self.emit(ir.Slice, [v], shape, v.batched, axis=pa, start=sel.start,
-                             stop=sel[-1] + 1, step=sel.step)
-        return self.emit(ir.Gather, [v], shape, v.batched, axis=pa,
-                         indices=torch.tensor(list(sel), dtype=torch.int64), keepdim=True)
+        return self.emit(ir.Slice, [v], shape, v.batched, axis=pa, start=sel.start,
+                         stop=sel[-1] + 1, step=sel.step)
 
     # ----------------------------------------------------------------- affine ops
+
+    def add(self, xs: Sequence[Var], signs: Sequence[float]) -> Var:
+        """``sum_i signs[i] * xs[i]`` of variables, with ONNX broadcasting."""
+        shape = np.broadcast_shapes(*(x.shape for x in xs))
+        xs = self.same_layout([self.broadcast_to(x, shape) for x in xs])
+        if len(xs) == 1 and signs[0] > 0:
+            return xs[0]
+        return self.emit(ir.Add, xs, xs[0].shape, xs[0].batched,
+                         signs=tuple(float(s) for s in signs))
+
+    def relu(self, v: Var) -> Var:
+        return self.emit(ir.Relu, [v], v.shape, v.batched)
 
     def align_const(self, v: Var, c: np.ndarray) -> np.ndarray:
         """A constant broadcastable to ``v.shape`` (not enlarging it) as a per-example one."""

@@ -14,128 +14,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+from planecut.verifier.graph.onnx_axes import (  # noqa: F401 (re-exported)
+    flatten_target, input_or_attr, ints, norm_axis, reduce_axes, reshape_target, shape_array,
+    slice_ranges, split_sizes, squeeze_target, unsqueeze_target)
+
 Array = np.ndarray
 ConstFn = Callable[[Sequence["Array | None"], dict[str, Any]], list[Array]]
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def norm_axis(axis: int, rank: int) -> int:
-    """ONNX axes may be negative; map to ``[0, rank)`` (ValueError outside)."""
-    a = int(axis)
-    if a < 0:
-        a += rank
-    if not 0 <= a < max(rank, 1):
-        raise ValueError(f"axis {axis} out of range for rank {rank}")
-    return a
-
-
-def ints(x: Array | Sequence[int] | None) -> list[int] | None:
-    return None if x is None else [int(v) for v in np.asarray(x).reshape(-1)]
-
-
-def input_or_attr(ins: Sequence[Array | None], i: int, attrs: dict[str, Any], name: str
-                  ) -> Any:
-    """Opsets moved many attributes to inputs (axes, pads, split...): accept both forms."""
-    if len(ins) > i and ins[i] is not None:
-        return ins[i]
-    return attrs.get(name)
-
-
-def slice_ranges(shape: Sequence[int], starts: Sequence[int], ends: Sequence[int],
-                 axes: Sequence[int] | None, steps: Sequence[int] | None
-                 ) -> list[tuple[int, range]]:
-    """Per sliced axis, the selected indices. ONNX Slice clamps exactly like Python slices."""
-    rank = len(shape)
-    axes = list(range(len(starts))) if axes is None else list(axes)
-    steps = [1] * len(starts) if steps is None else list(steps)
-    out = []
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        if st == 0:
-            raise ValueError("Slice step 0")
-        a = norm_axis(a, rank)
-        out.append((a, range(shape[a])[slice(int(s), int(e), int(st))]))
-    return out
-
-
-def reshape_target(shape: Sequence[int], target: Sequence[int], allowzero: bool = False
-                   ) -> tuple[int, ...]:
-    """Resolve ONNX Reshape's ``0`` (copy) and ``-1`` (infer) entries against ``shape``."""
-    total = int(np.prod(shape, dtype=np.int64))
-    out = []
-    infer = -1
-    for i, t in enumerate(target):
-        t = int(t)
-        if t == 0 and not allowzero:
-            if i >= len(shape):
-                raise ValueError(f"Reshape copies axis {i} of a rank-{len(shape)} tensor")
-            t = shape[i]
-        if t == -1:
-            if infer >= 0:
-                raise ValueError("Reshape target has two -1 entries")
-            infer = i
-        elif t < 0:
-            raise ValueError(f"Reshape target entry {t}")
-        out.append(t)
-    if infer >= 0:
-        known = int(np.prod([d for i, d in enumerate(out) if i != infer], dtype=np.int64))
-        if known == 0 or total % known:
-            raise ValueError(f"cannot reshape {tuple(shape)} to {tuple(target)}")
-        out[infer] = total // known
-    if int(np.prod(out, dtype=np.int64)) != total:
-        raise ValueError(f"cannot reshape {tuple(shape)} to {tuple(target)}")
-    return tuple(out)
-
-
-def flatten_target(shape: Sequence[int], axis: int) -> tuple[int, int]:
-    a = norm_axis(axis, len(shape) + 1)
-    return (int(np.prod(shape[:a], dtype=np.int64)), int(np.prod(shape[a:], dtype=np.int64)))
-
-
-def squeeze_target(shape: Sequence[int], axes: Sequence[int] | None) -> tuple[int, ...]:
-    if axes is None:
-        return tuple(d for d in shape if d != 1)
-    drop = {norm_axis(a, len(shape)) for a in axes}
-    for a in drop:
-        if shape[a] != 1:
-            raise ValueError(f"Squeeze of axis {a} with size {shape[a]}")
-    return tuple(d for i, d in enumerate(shape) if i not in drop)
-
-
-def unsqueeze_target(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
-    rank = len(shape) + len(axes)
-    new = sorted(norm_axis(a, rank) for a in axes)
-    out = list(shape)
-    for a in new:
-        out.insert(a, 1)
-    return tuple(out)
-
-
-def split_sizes(dim: int, split: Sequence[int] | None, n_out: int, num_outputs: int | None
-                ) -> list[int]:
-    if split is not None:
-        sizes = [int(s) for s in split]
-    else:
-        n = num_outputs or n_out
-        if num_outputs is None and dim % n:
-            raise ValueError(f"cannot split {dim} into {n} equal parts")
-        chunk = -(-dim // n)
-        sizes = [min(chunk, dim - i * chunk) for i in range(n)]
-    if sum(sizes) != dim:
-        raise ValueError(f"split sizes {sizes} do not add up to {dim}")
-    return sizes
-
-
-def reduce_axes(ins: Sequence[Array | None], attrs: dict[str, Any], rank: int
-                ) -> list[int] | None:
-    """Reduction axes (attribute before opset 13/18, input after); None = all axes."""
-    axes = ints(input_or_attr(ins, 1, attrs, "axes"))
-    if not axes:
-        if attrs.get("noop_with_empty_axes", 0):
-            return []
-        return None
-    return sorted({norm_axis(a, rank) for a in axes})
 
 
 # --------------------------------------------------------------------------- evaluators
@@ -193,10 +77,16 @@ def _gemm(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
     return [y.astype(a.dtype, copy=False)]
 
 
-def _gather(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+def _axis_indices(ins: Sequence[Array | None], attrs: dict[str, Any]
+                  ) -> tuple[Array, Array, int]:
+    """(data, indices made non-negative, axis) of Gather/GatherElements/ScatterElements."""
     data, idx = ins[0], np.asarray(ins[1]).astype(np.int64)
     axis = norm_axis(attrs.get("axis", 0), data.ndim)
-    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    return data, np.where(idx < 0, idx + data.shape[axis], idx), axis
+
+
+def _gather(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    data, idx, axis = _axis_indices(ins, attrs)
     return [np.take(data, idx, axis=axis)]
 
 
@@ -256,13 +146,6 @@ def _shape(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
     return [shape_array(ins[0].shape, attrs)]
 
 
-def shape_array(shape: Sequence[int], attrs: dict[str, Any]) -> Array:
-    """ONNX Shape (with opset-15 ``start``/``end``) of a tensor of static ``shape``."""
-    s = list(shape)
-    start, end = attrs.get("start", 0), attrs.get("end")
-    return np.asarray(s[slice(start, end)], dtype=np.int64)
-
-
 def _constant_of_shape(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
     value = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
     return [np.full(ints(ins[0]), value.reshape(-1)[0], dtype=value.dtype)]
@@ -291,6 +174,95 @@ def _reduce(fn: Callable[..., Array]) -> ConstFn:
 
 def _where(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
     return [np.where(ins[0], ins[1], ins[2])]
+
+
+def _arg(fn: Callable[..., Array]) -> ConstFn:
+    """ArgMax/ArgMin (``select_last_index``: the last of tied extremes)."""
+    def ev(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+        x = ins[0]
+        axis = norm_axis(attrs.get("axis", 0), x.ndim)
+        if attrs.get("select_last_index", 0):
+            idx = x.shape[axis] - 1 - fn(np.flip(x, axis), axis=axis)
+        else:
+            idx = fn(x, axis=axis)
+        idx = np.asarray(idx, dtype=np.int64)
+        return [np.expand_dims(idx, axis) if attrs.get("keepdims", 1) else idx]
+    return ev
+
+
+_SCATTER = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum,
+            "min": np.minimum}
+
+
+def _reduction(attrs: dict[str, Any]) -> Any:
+    r = attrs.get("reduction", "none")
+    return _SCATTER[r.decode() if isinstance(r, bytes) else r]
+
+
+def _scatter_nd(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    data, idx, upd = ins[0], np.asarray(ins[1]).astype(np.int64), ins[2]
+    k = idx.shape[-1]
+    idx = idx.reshape(-1, k)
+    idx = np.where(idx < 0, idx + np.asarray(data.shape[:k]), idx)
+    upd = np.asarray(upd, dtype=data.dtype).reshape((idx.shape[0],) + data.shape[k:])
+    out, red = data.copy(), _reduction(attrs)
+    for i, u in zip(idx, upd):  # in order: later updates win, as in the reference
+        t = tuple(i)
+        out[t] = u if red is None else red(out[t], u)
+    return [out]
+
+
+def _scatter_elements(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    data, idx, axis = _axis_indices(ins, attrs)
+    full = list(np.indices(idx.shape, sparse=True))
+    full[axis] = idx
+    out, red = data.copy(), _reduction(attrs)
+    upd = np.asarray(ins[2], dtype=data.dtype)
+    if red is None:
+        out[tuple(full)] = upd
+    else:
+        red.at(out, tuple(np.broadcast_arrays(*full)), upd)
+    return [out]
+
+
+def _gather_elements(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    data, idx, axis = _axis_indices(ins, attrs)
+    return [np.take_along_axis(data, idx, axis=axis)]
+
+
+def _mod(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    """``fmod=1``: C fmod (sign of the dividend); else Python-style (sign of the divisor)."""
+    a, b = ins[0], ins[1]
+    fn = np.fmod if attrs.get("fmod", 0) else np.mod
+    return [np.asarray(fn(a, b)).astype(np.result_type(a, b), copy=False)]
+
+
+def _nonzero(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    return [np.asarray(np.nonzero(np.atleast_1d(ins[0])), dtype=np.int64)]
+
+
+def _clip(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    x = ins[0]
+    lo, hi = input_or_attr(ins, 1, attrs, "min"), input_or_attr(ins, 2, attrs, "max")
+    out = x if lo is None else np.maximum(x, np.asarray(lo, x.dtype))
+    out = out if hi is None else np.minimum(out, np.asarray(hi, x.dtype))
+    return [np.asarray(out, dtype=x.dtype)]
+
+
+def _trilu(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    k = int(np.asarray(ins[1]).reshape(-1)[0]) if len(ins) > 1 and ins[1] is not None else 0
+    return [(np.triu if attrs.get("upper", 1) else np.tril)(ins[0], k)]
+
+
+def _cumsum(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
+    x = ins[0]
+    axis = norm_axis(int(np.asarray(ins[1]).reshape(-1)[0]), x.ndim)
+    rev = bool(attrs.get("reverse", 0))
+    y = np.flip(x, axis) if rev else x
+    out = np.cumsum(y, axis=axis, dtype=x.dtype)
+    if attrs.get("exclusive", 0):
+        out = out - y
+    return [np.flip(out, axis) if rev else out]
 
 
 def _identity(ins: Sequence[Array | None], attrs: dict[str, Any]) -> list[Array]:
@@ -324,6 +296,10 @@ CONST_OPS: dict[str, ConstFn] = {
     "Reciprocal": _same(np.reciprocal),
     "Floor": _same(np.floor),
     "Ceil": _same(np.ceil),
+    "Round": _same(np.round),  # half to even, as ONNX
+    "Mod": _mod,
+    "Clip": _clip,
+    "Sum": _same(lambda *xs: sum(xs[1:], xs[0])),
     "Sign": _same(np.sign),
     "Relu": _same(lambda x: np.maximum(x, 0)),
     "Sigmoid": _same(_sigmoid),
@@ -333,11 +309,24 @@ CONST_OPS: dict[str, ConstFn] = {
     "Equal": _bool(np.equal),
     "Less": _bool(np.less),
     "Greater": _bool(np.greater),
+    "LessOrEqual": _bool(np.less_equal),
+    "GreaterOrEqual": _bool(np.greater_equal),
     "Not": _bool(np.logical_not),
+    "And": _bool(np.logical_and),
+    "Or": _bool(np.logical_or),
+    "Xor": _bool(np.logical_xor),
+    "NonZero": _nonzero,
     "Where": _where,
     "MatMul": _same(np.matmul),
     "Gemm": _gemm,
     "Gather": _gather,
+    "GatherElements": _gather_elements,
+    "ScatterND": _scatter_nd,
+    "ScatterElements": _scatter_elements,
+    "ArgMax": _arg(np.argmax),
+    "ArgMin": _arg(np.argmin),
+    "Trilu": _trilu,
+    "CumSum": _cumsum,
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,
     "Concat": _concat,

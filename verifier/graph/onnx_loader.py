@@ -1,19 +1,17 @@
 """Load an ONNX model into the graph IR (:func:`load_onnx`) and summarise it (:func:`describe`).
 
-The driver: read the file (``.onnx`` or ``.onnx.gz``), validate it, lift old opsets, check that
-every operator is supported (all problems reported at once, before any work), then translate
-node by node with the table in ``onnx_ops`` while folding constants (``onnx_const``). Problems
-with the file are :class:`ModelError`; valid models using what planecut cannot handle are
-:class:`UnsupportedError`. Both carry the path and one line of cause.
+The driver: read the file (``.onnx`` or gzipped, :func:`planecut.files.read_model_bytes`),
+validate it, lift old opsets, check that every operator is supported (all problems reported at
+once, before any work), then translate node by node with the table in ``onnx_ops`` while
+folding constants (``onnx_const``). Problems with the file are :class:`ModelError`; valid
+models using what planecut cannot handle are :class:`UnsupportedError`. Both carry the path
+and one line of cause.
 """
 
 from __future__ import annotations
 
-import gzip
 import heapq
 import os
-import zlib
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,10 +20,13 @@ import torch
 from onnx import helper, numpy_helper
 
 from planecut.errors import ModelError, PlanecutError, UnsupportedError
+from planecut.files import read_model_bytes
 from planecut.verifier.graph import ir
 from planecut.verifier.graph.onnx_builder import Builder, Value, Var
 from planecut.verifier.graph.onnx_const import CONST_OPS, MULTI_OUTPUT_CONST_OPS
-from planecut.verifier.graph.onnx_ops import SHAPE_ONLY_OPS, VAR_OPS
+from planecut.verifier.graph.onnx_nonlinear import ALL_VAR_OPS as VAR_OPS
+from planecut.verifier.graph.onnx_ops import SHAPE_ONLY_OPS
+from planecut.verifier.graph.onnx_resize import converter_changes_resize
 from planecut.verifier.graph.simplify import prune, simplify as simplify_graph
 
 # Opset whose attribute/input conventions the translators treat as canonical; older models are
@@ -53,7 +54,7 @@ def load_onnx(path: str | os.PathLike[str], *, simplify: bool = True,
     planecut cannot represent (every unsupported operator listed in one message).
     """
     source = str(path)
-    data = _read_bytes(Path(path))
+    data = read_model_bytes(path)
     model = _parse(data, source)
     model, inferred, check_error = _prepare(model, len(data))
     graph = _translate(model, source, inferred, os.path.dirname(os.path.abspath(source)),
@@ -80,27 +81,6 @@ def describe(graph: ir.Graph) -> str:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a directory, not an ONNX model") from None
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read model file ({e.strerror or e})") from None
-    if not data:
-        raise ModelError(f"{path}: model file is empty")
-    if data[:2] == b"\x1f\x8b":  # gzip magic, whatever the suffix
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ModelError(f"{path}: corrupt or truncated gzip file ({e})") from None
-        if not data:
-            raise ModelError(f"{path}: model file is empty (after gunzip)")
-    return data
 
 
 def _parse(data: bytes, source: str) -> onnx.ModelProto:
@@ -134,7 +114,9 @@ def _prepare(model: onnx.ModelProto, size: int
         onnx.checker.check_model(model)
     except Exception as e:
         check_error = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    if check_error is None and _opset(model) < TARGET_OPSET:
+    ops = {n.op_type for n in model.graph.node}
+    if check_error is None and _opset(model) < TARGET_OPSET and \
+            not converter_changes_resize(ops, _opset(model)):
         try:
             model = onnx.version_converter.convert_version(model, TARGET_OPSET)
         except Exception:

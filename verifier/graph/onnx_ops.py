@@ -9,7 +9,6 @@ an old model. Operators whose inputs are all constant never get here (see ``onnx
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,25 +18,19 @@ from planecut.verifier.graph import ir
 from planecut.verifier.graph import onnx_spatial as spatial
 from planecut.verifier.graph.onnx_builder import (Builder, Value, Var, as_float, need_const,
                                                   need_var)
-from planecut.verifier.graph.onnx_const import (cast_target, flatten_target, input_or_attr,
-                                                ints, norm_axis, reduce_axes, reshape_target,
-                                                shape_array, slice_ranges, split_sizes,
-                                                squeeze_target, unsqueeze_target)
+from planecut.verifier.graph.onnx_axes import (flatten_target, input_or_attr, ints, norm_axis,
+                                               reduce_axes, reshape_target, shape_array,
+                                               slice_ranges, split_sizes, squeeze_target,
+                                               unsqueeze_target)
+from planecut.verifier.graph.onnx_const import cast_target
+from planecut.verifier.graph.onnx_resize import RESIZE_OPS
+from planecut.verifier.graph.onnx_select import SELECT_OPS
 
 Ins = Sequence["Value | None"]
 Translator = Callable[[Builder, Ins, dict[str, Any], int], list["Value | None"]]
 
 
 # --------------------------------------------------------------------------- arithmetic
-
-
-def _sum_vars(b: Builder, xs: Sequence[Var], signs: Sequence[float]) -> Var:
-    shape = np.broadcast_shapes(*(x.shape for x in xs))
-    xs = [b.broadcast_to(x, shape) for x in xs]
-    xs = b.same_layout(xs)
-    if len(xs) == 1 and signs[0] > 0:
-        return xs[0]
-    return b.emit(ir.Add, xs, xs[0].shape, xs[0].batched, signs=tuple(float(s) for s in signs))
 
 
 def _legacy_broadcast(ins: Ins, attrs: dict[str, Any]) -> Ins:
@@ -54,7 +47,7 @@ def _legacy_broadcast(ins: Ins, attrs: dict[str, Any]) -> Ins:
 def _add(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value | None]:
     x, y = _legacy_broadcast(ins, attrs)
     if isinstance(x, Var) and isinstance(y, Var):
-        return [_sum_vars(b, [x, y], [1.0, 1.0])]
+        return [b.add([x, y], [1.0, 1.0])]
     v, c = (x, y) if isinstance(x, Var) else (y, x)
     return [b.affine(v, shift=as_float(b, c, "addend"))]
 
@@ -62,7 +55,7 @@ def _add(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value 
 def _sub(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value | None]:
     x, y = _legacy_broadcast(ins, attrs)
     if isinstance(x, Var) and isinstance(y, Var):
-        return [_sum_vars(b, [x, y], [1.0, -1.0])]
+        return [b.add([x, y], [1.0, -1.0])]
     if isinstance(x, Var):
         return [b.affine(x, shift=-as_float(b, y, "subtrahend"))]
     c = as_float(b, x, "minuend")
@@ -93,7 +86,7 @@ def _neg(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value 
 def _sum(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value | None]:
     vs = [x for x in ins if isinstance(x, Var)]
     cs = [x for x in ins if x is not None and not isinstance(x, Var)]
-    out = _sum_vars(b, vs, [1.0] * len(vs))
+    out = b.add(vs, [1.0] * len(vs))
     for c in cs:
         out = b.affine(out, shift=as_float(b, c, "addend"))
     return [out]
@@ -190,24 +183,6 @@ def _act(cls: type[ir.Node]) -> Translator:
         x = need_var(b, ins[0])
         return [b.emit(cls, [x], x.shape, x.batched)]
     return tr
-
-
-def _clip(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value | None]:
-    """``min(max(x, lo), hi) = hi - relu(hi - (relu(x - lo) + lo))``: exact with ReLUs."""
-    x = need_var(b, ins[0])
-    lo, hi = input_or_attr(ins, 1, attrs, "min"), input_or_attr(ins, 2, attrs, "max")
-    lo = None if lo is None else float(np.asarray(need_const(b, lo, "min")).reshape(-1)[0])
-    hi = None if hi is None else float(np.asarray(need_const(b, hi, "max")).reshape(-1)[0])
-    one = np.ones((), np.float32)
-    if lo is not None and lo > -math.inf:
-        x = b.affine(x, shift=np.asarray(-lo, np.float32))
-        x = b.emit(ir.Relu, [x], x.shape, x.batched)
-        x = b.affine(x, shift=np.asarray(lo, np.float32))
-    if hi is not None and hi < math.inf:
-        x = b.affine(x, scale=-one, shift=np.asarray(hi, np.float32))
-        x = b.emit(ir.Relu, [x], x.shape, x.batched)
-        x = b.affine(x, scale=-one, shift=np.asarray(hi, np.float32))
-    return [x]
 
 
 def _batchnorm(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value | None]:
@@ -434,7 +409,6 @@ VAR_OPS: dict[str, Translator] = {
     "Relu": _act(ir.Relu),
     "Sigmoid": _act(ir.Sigmoid),
     "Tanh": _act(ir.Tanh),
-    "Clip": _clip,
     "BatchNormalization": _batchnorm,
     "Flatten": _flatten,
     "Reshape": _reshape,
@@ -454,6 +428,8 @@ VAR_OPS: dict[str, Translator] = {
     "CastLike": _cast,
     "Shape": _shape,
     "Size": _size,
+    **SELECT_OPS,
+    **RESIZE_OPS,
 }
 
 # Operators that read only the *shape* of an input, so a variable input still gives constants.

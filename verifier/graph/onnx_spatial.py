@@ -13,7 +13,7 @@ import numpy as np
 from planecut.verifier.graph import ir
 from planecut.verifier.graph.onnx_builder import (Builder, Value, Var, as_float, need_const,
                                                   need_var, to_tensor)
-from planecut.verifier.graph.onnx_const import input_or_attr, ints, norm_axis
+from planecut.verifier.graph.onnx_axes import input_or_attr, ints, norm_axis
 
 Ins = Sequence["Value | None"]
 

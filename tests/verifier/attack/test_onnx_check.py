@@ -1,3 +1,4 @@
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,13 @@ def test_confirm_accepts_true_and_rejects_false_counterexamples(tmp_path):
     # a point outside the box is clipped into it before checking, never reported outside
     cex = checker.confirm(spec, np.array([-3.0, 4.0]), 0)
     assert cex is not None and np.all(cex.x >= 0) and np.all(cex.x <= 1)
+
+
+def test_gzipped_model_is_fed_to_onnxruntime_decompressed(tmp_path):
+    plain = _model(tmp_path)
+    gz = tmp_path / "m.onnx.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    x = np.array([0.25, 1.0])
+    y_gz = OnnxChecker(gz, "X", (1, 2), "float32").outputs(x)
+    assert y_gz.tolist() == OnnxChecker(plain, "X", (1, 2), "float32").outputs(x).tolist()
+    assert y_gz.tolist() == [-0.75]

@@ -1,0 +1,6 @@
+"""The attack tests build their ONNX networks with ``tests/testnets.py``."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
