@@ -218,6 +218,13 @@ class _InstanceRun:
             out = pgd_attack(self.graph, st, restarts=restarts, steps=steps,
                              step_size=self.config.attack.step_size, generator=gen,
                              deadline=self.deadline, confirm=self._confirm)
+            surrogate = self._logit_graph()
+            if out.counterexample is None and surrogate is not None:
+                # a saturated softmax passes no gradient: search on its logits instead
+                out = pgd_attack(surrogate, st, restarts=restarts, steps=steps,
+                                 step_size=self.config.attack.step_size, generator=gen,
+                                 deadline=self.deadline, confirm=self._confirm)
+                self.log("attack: searched the logits before the final softmax too")
         finally:  # onnxruntime's share is counted under "check"
             self._add_time("attack", time.monotonic() - t
                            - (self.timings.get("check", 0.0) - checked))
@@ -230,6 +237,14 @@ class _InstanceRun:
                     if out.rejected else ""))
         cex = out.counterexample
         return None if cex is None else self._result("sat", cex)
+
+    def _logit_graph(self):
+        """The network cut before its final softmax, if it has one (see attack.surrogate)."""
+        if not hasattr(self, "_logits"):
+            from planecut.verifier.attack.surrogate import logit_graph
+
+            self._logits = logit_graph(self.graph)
+        return self._logits
 
     def _confirm(self, x: "torch.Tensor", regions: "torch.Tensor"):
         """Check candidate inputs (N, n_in) of spec regions (N,) with onnxruntime."""
