@@ -68,7 +68,7 @@ def parse_spec(path: Union[str, Path]) -> Spec:
 
 def parse_spec_text(text: str, path: str | None = None) -> Spec:
     """Parse VNN-LIB source text; ``path`` is only used in error messages and ``Spec.path``."""
-    if not text.strip():
+    if not text or text.isspace():  # (not text.strip(): that copies the text)
         raise SpecError("empty VNN-LIB file", path)
     version = detect_version(text)
     if version == "2.0":
@@ -159,6 +159,8 @@ def dnf_and(parts: Sequence[Dnf], cap: int = MAX_TERMS, where: Where = "") -> Dn
             multi.append(p)
     if not multi:
         return [common]
+    if len(multi) == 1 and not common and len(multi[0]) <= cap:
+        return list(multi[0])  # (a single disjunction: its terms as they are)
     size = 1
     for p in multi:
         size *= len(p)
@@ -260,7 +262,12 @@ def assemble_spec(common: Term, terms: Dnf, num_inputs: int, num_outputs: int, *
         _check_bounded(lower[r], upper[r], unbounded)
 
     C, d, bounds = _term_rows(len(terms), live, item_arr, row_atoms, g_rows, num_outputs, bulk)
-    disjuncts = [Disjunct(C=C[a:b], d=d[a:b]) for a, b in zip(bounds, bounds[1:])]
+    k = bounds[1] - bounds[0]
+    if k * live.size == bounds[-1]:  # as many rows in every term: iterate over a reshape
+        disjuncts = [Disjunct(C=c, d=v) for c, v in zip(C.reshape(live.size, k, num_outputs),
+                                                        d.reshape(live.size, k))]
+    else:
+        disjuncts = [Disjunct(C=C[a:b], d=d[a:b]) for a, b in zip(bounds, bounds[1:])]
     members: list[list[Disjunct]] = [[] for _ in range(lower.shape[0])]
     for dj, r in zip(disjuncts, region.tolist()):
         members[r].append(dj)

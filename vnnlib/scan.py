@@ -16,7 +16,7 @@ Only what is certainly a simple atom is collapsed, and numbers are converted bit
 ``float()`` (Clinger's exact fast path, ``float()`` itself otherwise), so the parse gives the
 same :class:`~planecut.vnnlib.spec.Spec`; whether each atom's variable is declared before use
 is checked afterwards by the parser, which redoes the whole parse token by token whenever
-something is off (that path also writes every error message).
+something is off (so error messages come from the plain path, or match it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["RUN", "Atoms", "Scan", "scan"]
+__all__ = ["NUMERAL", "RUN", "Atoms", "Scan", "scan"]
 
 #: Skeleton token standing for a run of simple atoms (texts holding NUL are never scanned).
 RUN = "\x00"
@@ -37,7 +37,7 @@ _CLASS = np.full(256, 3, dtype=np.uint8)
 _CLASS[[c for c in range(128) if re.match(r"\s", chr(c))]] = 0
 _CLASS[ord("(")], _CLASS[ord(")")], _CLASS[ord(";")] = 1, 2, 4
 
-# numeral automaton, ``[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`` (v1._NUMERAL), by columns.
+# numeral automaton, ``[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`` (NUMERAL), by columns.
 # character classes: 0 digit, 1 sign, 2 '.', 3 'e'/'E', 4 other
 _NUM_CLASS = np.full(256, 4, dtype=np.uint8)
 _NUM_CLASS[ord("0"):ord("9") + 1] = 0
@@ -59,7 +59,8 @@ _NUM_MAX_LEN = 32  # longer numerals: validated and converted one by one
 _POW10 = np.array([10.0 ** k for k in range(23)])  # exact: 10**22 < 2**53 * 2**22
 _EXACT = 2 ** 53  # integers below are exact doubles
 _NAME_MAX_LEN = 11  # X_ + at most 9 digits
-_NUMERAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
+#: A VNN-LIB 1.0 numeral (decimal or scientific, signed), as a whole token.
+NUMERAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
 
 
 class Atoms(NamedTuple):
@@ -234,7 +235,7 @@ def _blank_comments(a: np.ndarray, cls: np.ndarray) -> None:
     semis = np.flatnonzero(a == 59)
     newlines = np.flatnonzero(a == 10)
     k = np.searchsorted(newlines, semis)
-    stops = np.where(k < newlines.size, newlines[np.minimum(k, newlines.size - 1)], a.size)
+    stops = np.append(newlines, a.size)[k]  # the next newline, or the end
     stops, first = np.unique(stops, return_index=True)  # one comment per line: its first ';'
     for s, e in zip(semis[first].tolist(), stops.tolist()):
         cls[s:e] = 0
@@ -287,43 +288,72 @@ def _numbers(text: str, a: np.ndarray, s: np.ndarray, n: np.ndarray
     ok = np.zeros(s.size, dtype=bool)
     val = np.zeros(s.size)
     slow: list[int] = []
-    for length in np.unique(n).tolist():
+    for length in np.flatnonzero(np.bincount(n)).tolist():
         rows = np.flatnonzero(n == length)
         if length > _NUM_MAX_LEN:
             slow.extend(rows.tolist())
             continue
-        p = s[rows]
-        state = np.zeros(rows.size, dtype=np.uint8)
-        mant = np.zeros(rows.size, dtype=np.int64)
+        chars = a[s[rows] + np.arange(length)[:, None]]  # (length, rows): columns contiguous
+        cls = _NUM_CLASS[chars]
+        # the usual shape, [-+]? digits with at most one '.': a column at a time
+        bad = cls[0] >= 3
+        seen_dot = cls[0] == 2
+        digit = cls[0] == 0
+        any_digit = digit.copy()
+        n_digits = digit.astype(np.int64)
+        mant = np.where(digit, chars[0] - np.uint8(48), 0).astype(np.int64)
         frac = np.zeros(rows.size, dtype=np.int64)
-        expo = np.zeros(rows.size, dtype=np.int64)
-        neg = np.zeros(rows.size, dtype=bool)
-        eneg = np.zeros(rows.size, dtype=bool)
-        for j in range(length):
-            ch = a[p + j]
-            cc = _NUM_CLASS[ch]
-            digit = cc == 0
-            d = ch.astype(np.int64) - 48
-            in_mant = digit & (state <= 5)
-            mant = np.where(in_mant, np.minimum(mant, _EXACT) * 10 + d, mant)
-            frac += in_mant & (state >= 3)
-            in_exp = digit & (state >= 6)
-            expo = np.where(in_exp, np.minimum(expo, 10 ** 6) * 10 + d, expo)
-            minus = ch == 45
-            neg |= minus & (state == 0)
-            eneg |= minus & (state == 6)
-            state = _NUM_NEXT[state, cc]
-        good = _NUM_ACCEPT[state]
-        k = np.where(eneg, -expo, expo) - frac
-        fast = good & (mant < _EXACT) & (np.abs(k) <= 22)
-        m = mant.astype(np.float64)
-        scale = _POW10[np.minimum(np.abs(k), 22)]
-        v = np.where(k >= 0, m * scale, m / scale)
-        ok[rows], val[rows] = good, np.where(neg, -v, v)
+        for j in range(1, length):
+            c = cls[j]
+            digit = c == 0
+            dot = c == 2
+            bad |= (c | 2) != 2  # neither digit nor '.'
+            bad |= dot & seen_dot
+            seen_dot |= dot
+            any_digit |= digit
+            frac += digit & seen_dot
+            n_digits += digit
+            # (chars - 48 wraps round off digits, where it is not used)
+            mant = np.where(digit, mant * 10 + (chars[j] - np.uint8(48)), mant)
+        good = ~bad & any_digit
+        # exact: one correctly rounded division of exact doubles (up to 18 digits: no overflow)
+        fast = good & (n_digits <= 18) & (mant < _EXACT) & (frac <= 22)
+        v = mant / _POW10[np.minimum(frac, 22)]
+        other = np.flatnonzero(~good)
+        if other.size:  # signs inside, exponents, junk: the full automaton
+            g, f, w = _numerals(chars[:, other].T, cls[:, other].T)
+            good[other], fast[other], v[other] = g, f, w
+        ok[rows], val[rows] = good, np.where(chars[0] == 45, -v, v)
         slow.extend(rows[good & ~fast].tolist())
     if slow:
         for r, start, size in zip(slow, s[slow].tolist(), n[slow].tolist()):
             tok = text[start:start + size]
-            if _NUMERAL.match(tok):
+            if NUMERAL.match(tok):
                 ok[r], val[r] = True, float(tok)
     return ok, val
+
+
+def _numerals(chars: np.ndarray, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The numeral automaton over the columns of ``chars`` (rows of one length): which rows
+    are numerals, which of those are exact by Clinger's fast path, and their magnitudes."""
+    m = chars.shape[0]
+    state = np.zeros(m, dtype=np.uint8)
+    mant = np.zeros(m, dtype=np.int64)
+    frac = np.zeros(m, dtype=np.int64)
+    expo = np.zeros(m, dtype=np.int64)
+    eneg = np.zeros(m, dtype=bool)
+    for j in range(chars.shape[1]):
+        ch, cc = chars[:, j], cls[:, j]
+        digit = cc == 0
+        d = ch.astype(np.int64) - 48
+        in_mant = digit & (state <= 5)
+        mant = np.where(in_mant, np.minimum(mant, _EXACT) * 10 + d, mant)
+        frac += in_mant & (state >= 3)
+        expo = np.where(digit & (state >= 6), np.minimum(expo, 10 ** 6) * 10 + d, expo)
+        eneg |= (ch == 45) & (state == 6)
+        state = _NUM_NEXT[state, cc]
+    good = _NUM_ACCEPT[state]
+    k = np.where(eneg, -expo, expo) - frac
+    fast = good & (mant < _EXACT) & (np.abs(k) <= 22)
+    scale = _POW10[np.minimum(np.abs(k), 22)]
+    return good, fast, np.where(k >= 0, mant * scale, mant / scale)

@@ -32,7 +32,7 @@ import numpy as np
 from planecut.errors import PlanecutError, SpecError, UnsupportedError
 from planecut.vnnlib.parse import (BULK, LOWER, ROW, UPPER, MAX_TERMS, TooManyCasesError,
                                    assemble_spec, dnf_and, dnf_or)
-from planecut.vnnlib.scan import RUN, Scan, scan
+from planecut.vnnlib.scan import NUMERAL, RUN, Scan, scan
 from planecut.vnnlib.spec import Spec, TensorDecl
 
 __all__ = ["parse_v1"]
@@ -41,7 +41,7 @@ __all__ = ["parse_v1"]
 # after the greedy prefix (the next character starts a token, or ``\Z`` matches), so the
 # prefix never backtracks into a comment. ``\Z`` yields trailing empty tokens, stripped below.
 _TOKEN = re.compile(r"(?:\s+|;[^\n]*)*([()]|[^\s();]+|\Z)")
-_NUMERAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
+_NUMERAL = NUMERAL
 _VARNAME = re.compile(r"([XY])_(\d+)\Z")
 _COMPARE = {"<=": 1, "<": 1, ">=": -1, ">": -1, "=": 0}
 _NOOP_COMMANDS = {"check-sat", "get-model", "exit", "set-logic", "set-info", "set-option"}
@@ -85,7 +85,7 @@ class _Parser:
     def __init__(self, text: str, path: str | None, sc: Scan | None = None) -> None:
         self.text, self.path = text, path
         self.scan = sc
-        self.runs: dict[int, tuple[int, int]] | None = None  # RUN token -> its atoms
+        self.runs: dict[int, tuple] | None = None  # RUN token -> (BULK, start, stop)
         self.checked = False  # bulk path: the parse is known to match the plain one
         if sc is None:
             toks = _TOKEN.findall(text)
@@ -94,7 +94,8 @@ class _Parser:
         else:
             toks = sc.toks
             stops = (sc.run_start + sc.run_len).tolist()
-            self.runs = dict(zip(sc.run_tok.tolist(), zip(sc.run_start.tolist(), stops)))
+            self.runs = {k: (BULK, s, e) for k, s, e in zip(sc.run_tok.tolist(),
+                                                            sc.run_start.tolist(), stops)}
         self.ntok = len(toks)
         toks.extend([""] * 8)  # end-of-file sentinels: look-ahead never runs off the list
         self.toks = toks
@@ -146,13 +147,13 @@ class _Parser:
             if head == "assert":
                 n_asserts += 1
                 if toks[i + 2] == RUN and self.runs is not None:
-                    s, e = self.runs[i + 2]
+                    _, s, e = self.runs[i + 2]
                     if e - s != 1 or toks[i + 3] != ")":
                         raise _Fallback  # more than one formula: the plain pass says so
                     if common and common[-1][0] == BULK and common[-1][2] == s:
                         common[-1] = (BULK, common[-1][1], e)  # consecutive top-level bounds
                     else:
-                        common.append((BULK, s, e))
+                        common.append(self.runs[i + 2])
                     i += 4
                     continue
                 # fast path for the bulk of VNN-COMP files: (assert (<=|>= X_i NUMBER))
@@ -316,29 +317,19 @@ class _Parser:
         sign = _COMPARE.get(op)
         if sign is not None:
             return self.compare(i, op, sign)
+        if op == "or" and self.runs is not None:
+            return self._or_bulk(i)
         if op == "and" or op == "or":
             parts = []
             j = i + 2
             runs = self.runs
             while toks[j] != ")":
-                t = toks[j]
-                if t == "":
+                if toks[j] == "":
                     raise self.error(i, "unexpected end of file: this '(' is never closed")
-                if runs is not None:
-                    if t == RUN:  # k atoms: one conjunction, or k alternatives
-                        s, e = runs[j]
-                        if op == "and":
-                            parts.append([[(BULK, s, e)]])
-                        else:
-                            parts.extend([[(BULK, k, k + 1)]] for k in range(s, e))
-                        j += 1
-                        continue
-                    if t == "(" and toks[j + 2] == RUN and toks[j + 1] == "and" \
-                            and toks[j + 3] == ")":  # (and RUN): the nn4sys case
-                        s, e = runs[j + 2]
-                        parts.append([[(BULK, s, e)]])
-                        j += 4
-                        continue
+                if toks[j] == RUN and runs is not None:  # k atoms: one conjunction
+                    parts.append([[runs[j]]])
+                    j += 1
+                    continue
                 dnf, j = self.boolean(j)
                 parts.append(dnf)
             if op == "and":
@@ -348,6 +339,30 @@ class _Parser:
             raise self.unsupported(i + 1, f"operator '{op}' is not supported in VNN-LIB 1.0 specs "
                                           "(use and, or, <=, >=, <, >, =)")
         raise self.error(i + 1, f"unknown operator {_show(op)} (expected and, or, <=, >=, <, >, =)")
+
+    def _or_bulk(self, i: int) -> tuple[list, int]:
+        """``boolean`` for an ``or`` of a scanned text, collecting the terms directly: its
+        children are mostly ``(and RUN)`` (nn4sys: 120,000 of them) or runs of atoms."""
+        toks, runs = self.toks, self.runs
+        terms: list = []
+        j = i + 2
+        while True:
+            t = toks[j]
+            if t == "(" and toks[j + 2] == RUN and toks[j + 1] == "and" and toks[j + 3] == ")":
+                terms.append([runs[j + 2]])
+                j += 4
+            elif t == ")":
+                break
+            elif t == RUN:  # k atoms: k alternatives
+                _, s, e = runs[j]
+                terms.extend([(BULK, k, k + 1)] for k in range(s, e))
+                j += 1
+            elif t == "":
+                raise self.error(i, "unexpected end of file: this '(' is never closed")
+            else:
+                dnf, j = self.boolean(j)
+                terms.extend(dnf)
+        return dnf_or([terms], MAX_TERMS, lambda: self._at(i)), j + 1
 
     def _at(self, k: int) -> str:
         line, col = self._where(k)
