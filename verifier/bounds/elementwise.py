@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from planecut.verifier.bounds.relaxations import _sum_rows
 from planecut.verifier.graph.ir_nonlinear import (Cos, Elementwise, Exp, Log, Pow, Product,
                                                   Reciprocal, Sign, Sin, Sqrt)
 
@@ -72,10 +73,6 @@ class ProductRelaxation:
     @property
     def weighted(self) -> bool:
         return self.la is not None
-
-
-def _sum_rows(t: Tensor) -> Tensor:
-    return t.flatten(2).sum(-1) if t.dim() > 2 else t
 
 
 def _times(coeff: Tensor, value: Tensor) -> Tensor:
@@ -249,7 +246,10 @@ def curve_relaxation(node: Elementwise, lower: Tensor, upper: Tensor) -> CurveRe
         conv, m = _curvature(node, l, u)
         chord_b = fl - chord * l
         tangent_b = fm - tangent * mid
-        g_lo, g_hi = _grid_extremes(node, chord, l, u, m)
+        if bool((conv == 0).any()):  # the grid only serves mixed curvature
+            g_lo, g_hi = _grid_extremes(node, chord, l, u, m)
+        else:
+            g_lo, g_hi = chord_b, chord_b  # never selected
     convex, concave = conv > 0, conv < 0
     low_a = torch.where(convex, tangent, chord)
     up_a = torch.where(concave, tangent, chord)
@@ -261,8 +261,9 @@ def curve_relaxation(node: Elementwise, lower: Tensor, upper: Tensor) -> CurveRe
     margin = 8 * eps * scale
     low_b, up_b = low_b - margin, up_b + margin
     # fall back to the constant interval bound where a line is not finite or the interval thin
-    bad_low = thin | ~torch.isfinite(low_a) | ~torch.isfinite(low_b) | _pole(node, l, u)
-    bad_up = thin | ~torch.isfinite(up_a) | ~torch.isfinite(up_b) | _pole(node, l, u)
+    bad = thin | _pole(node, l, u)
+    bad_low = bad | ~torch.isfinite(low_a) | ~torch.isfinite(low_b)
+    bad_up = bad | ~torch.isfinite(up_a) | ~torch.isfinite(up_b)
     zero = torch.zeros_like(l)
     low_a = torch.where(bad_low, zero, low_a)
     low_b = torch.where(bad_low, ibp_lo, low_b)

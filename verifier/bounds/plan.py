@@ -9,13 +9,13 @@ from __future__ import annotations
 from functools import cached_property
 
 from planecut.verifier.graph.ir import (
-    NONLINEAR_KINDS,
     Conv,
     ConvTranspose,
     Dense,
     ElementwiseAffine,
     AvgPool,
     Graph,
+    LinearNode,
     Node,
     Pad,
     Relu,
@@ -25,7 +25,6 @@ from planecut.verifier.graph.ir import (
     Tanh,
     Transpose,
 )
-from planecut.verifier.graph.ir_nonlinear import NEW_NONLINEAR_KINDS
 
 # Linear kinds where every output coordinate is (a multiple of) one input coordinate and no
 # two output coordinates read the same input coordinate: composing them with one affine map
@@ -38,7 +37,8 @@ _ELEMENTWISE_MONOTONE = (Relu, Sigmoid, Tanh)
 
 
 def is_nonlinear(node: Node) -> bool:
-    return isinstance(node, NONLINEAR_KINDS + NEW_NONLINEAR_KINDS)
+    """Every node kind that is not affine (activations, products, elementwise functions)."""
+    return not isinstance(node, LinearNode)
 
 
 class GraphPlan:

@@ -15,7 +15,6 @@ another node whose input bounds get computed, and the relaxation sees both facto
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -117,8 +116,6 @@ class Product(Node):
     def forward(self, x: Tensor) -> Tensor:
         return x[:, 0] * x[:, 1]
 
-
-NEW_NONLINEAR_KINDS: tuple[type[Node], ...] = (Elementwise, Product)
 
 #: ONNX operator name -> node class, for the unary functions the loader maps one to one
 UNARY_OPS: dict[str, type[Elementwise]] = {

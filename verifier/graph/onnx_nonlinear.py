@@ -24,7 +24,8 @@ import numpy as np
 
 from planecut.verifier.graph import ir
 from planecut.verifier.graph import ir_nonlinear as nl
-from planecut.verifier.graph.onnx_builder import Builder, Value, Var, need_const, need_var
+from planecut.verifier.graph.onnx_builder import (Builder, Value, Var, as_float, need_const,
+                                                  need_var)
 from planecut.verifier.graph.onnx_const import norm_axis
 from planecut.verifier.graph.onnx_ops import VAR_OPS
 
@@ -68,8 +69,7 @@ def _div(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value 
     inv = unary(b, nl.Reciprocal, y)
     if isinstance(x, Var):
         return [product(b, x, inv)]
-    c = need_const(b, x, "dividend")
-    return [b.affine(inv, scale=c.astype(np.float32) if c.dtype.kind != "f" else c)]
+    return [b.affine(inv, scale=as_float(b, need_const(b, x, "dividend"), "dividend"))]
 
 
 def matmul_vars(b: Builder, x: Var, y: Var) -> Var:
@@ -162,10 +162,8 @@ def _unary(cls: type[nl.Elementwise]):
 
 def _abs(b: Builder, ins: Ins, attrs: dict[str, Any], n_out: int) -> list[Value | None]:
     x = need_var(b, ins[0])
-    pos = b.emit(ir.Relu, [x], x.shape, x.batched)
-    neg = b.emit(ir.Relu, [b.affine(x, scale=-np.ones((), np.float32))], x.shape, x.batched)
-    pos, neg = b.same_layout([pos, neg])
-    return [b.emit(ir.Add, [pos, neg], pos.shape, pos.batched, signs=(1.0, 1.0))]
+    neg = b.affine(x, scale=-np.ones((), np.float32))
+    return [b.add([b.relu(x), b.relu(neg)], [1.0, 1.0])]
 
 
 NONLINEAR_OPS = {
